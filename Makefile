@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Both create .venv and install the pinned requirements into it on first use.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint format requirements install clean
+
+run: $(VENV)/.installed-base
+	$(BIN)/python manage.py serve
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+install: $(VENV)/.installed-dev
+
+# Recompile the pins after editing requirements/*.in.
+requirements: $(VENV)/.installed-dev
+	cd requirements && for f in base dev prod; do \
+		../$(BIN)/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links \
+		$$f.in -o $$f.txt; done
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "QuantSaaS needs Python 3.11 or newer on PATH." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-%: requirements/%.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r $<
+	@touch $@
+
+clean:
+	rm -rf $(VENV) var/static .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Writes to accounts, organizations, invitations and keys, one topic per module."""

@@ -1,0 +1,3 @@
+"""Web pages for organizations, team, invitations and API keys."""
+
+urlpatterns: list = []

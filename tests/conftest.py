@@ -1,0 +1,119 @@
+"""Suite-wide fixtures: real PostgreSQL and Redis, named actors, API clients.
+
+Tests use their own Redis database number (REDIS_URL in pyproject.toml) and
+flush only that one; pytest-django creates its own test database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import OrganizationFactory, UserFactory, membership_add
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, and say how to fix it, when a required server is down."""
+    problems = []
+    if not _reachable(os.environ["DATABASE_URL"], 5432):
+        problems.append(
+            f"PostgreSQL is not reachable at DATABASE_URL={os.environ['DATABASE_URL']}.\n"
+            "  Start it:  pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        )
+    if not _reachable(os.environ["REDIS_URL"], 6379):
+        problems.append(
+            f"Redis is not reachable at REDIS_URL={os.environ['REDIS_URL']}.\n"
+            '  Start it:  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" '
+            "--appendonly no"
+        )
+    if problems:
+        pytest.exit("The test suite needs real servers:\n" + "\n".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Each test starts with an empty test Redis database (only ours is flushed)."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+# --- named actors -----------------------------------------------------------------------
+# Alice owns Acme; Bob is an admin there and Carol a member. Mallory owns Globex, the
+# second organization every API test module uses to prove tenant isolation.
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(email="alice@acme.test")
+
+
+@pytest.fixture
+def acme(alice):
+    return OrganizationFactory(name="Acme Capital", owner=alice)
+
+
+@pytest.fixture
+def bob(acme):
+    user = UserFactory(email="bob@acme.test")
+    membership_add(organization=acme, user=user, role="admin")
+    return user
+
+
+@pytest.fixture
+def carol(acme):
+    user = UserFactory(email="carol@acme.test")
+    membership_add(organization=acme, user=user, role="member")
+    return user
+
+
+@pytest.fixture
+def mallory(db):
+    return UserFactory(email="mallory@globex.test")
+
+
+@pytest.fixture
+def globex(mallory):
+    return OrganizationFactory(name="Globex Trading", owner=mallory)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+def client_for(user, organization=None) -> APIClient:
+    """A session-authenticated API client acting in `organization`."""
+    client = APIClient()
+    client.force_login(user)
+    if organization is not None:
+        session = client.session
+        session["organization_id"] = organization.pk
+        session.save()
+    return client
+
+
+@pytest.fixture
+def alice_client(alice, acme) -> APIClient:
+    return client_for(alice, acme)
+
+
+@pytest.fixture
+def mallory_client(mallory, globex) -> APIClient:
+    return client_for(mallory, globex)

@@ -1,0 +1,35 @@
+"""Small builders for test objects; no fixture dumps."""
+
+from __future__ import annotations
+
+import factory
+from allauth.account.models import EmailAddress
+
+from accounts.models import Membership, Organization, User
+from accounts.services.organizations import organization_create
+
+TEST_PASSWORD = "correct-horse-battery-staple-42"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user with a verified email address and TEST_PASSWORD."""
+
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    password = factory.django.Password(TEST_PASSWORD)
+
+    @factory.post_generation
+    def verified(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            EmailAddress.objects.create(user=obj, email=obj.email, verified=True, primary=True)
+
+
+def OrganizationFactory(*, name: str = "Test Org", owner: User) -> Organization:
+    return organization_create(name=name, owner=owner)
+
+
+def membership_add(*, organization: Organization, user: User, role: str) -> Membership:
+    return Membership.objects.create(organization=organization, user=user, role=role)
