@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "quantsaas",
     "accounts",
     "billing",
     "marketdata",
