@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint format requirements install clean
 
+# Development mode unless the caller says otherwise; the settings module itself stays
+# production-safe (DEBUG off) for every other way of starting the product.
+run: export DEBUG ?= 1
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py serve
 

@@ -15,10 +15,13 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 env.smart_cast = False
+
+# Writable state of a development instance: SQLite, dev secret key, demo logins, beat schedule.
+# Overridable so tests (and a second checkout) can run an embedded instance elsewhere.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env.bool("DEBUG", default=False)
 TESTING = env.bool("QUANTSAAS_TESTING", default=False)
@@ -76,6 +79,9 @@ MIDDLEWARE = [
     "quantsaas.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Compresses what the app renders (API pages are large and repetitive); after WhiteNoise,
+    # which serves its own precompressed static files. Django pads gzip output against BREACH.
+    "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,6 +162,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE["billing-subscriptions-reconcile"] = {
+    "task": "billing.tasks.subscriptions_reconcile",
+    "schedule": 60 * 60,
+}
+CELERY_BEAT_SCHEDULE["billing-usage-rollup"] = {
+    "task": "billing.tasks.usage_rollup",
+    "schedule": 5 * 60,
+}
+CELERY_BEAT_SCHEDULE["marketdata-candles-finalize"] = {
+    "task": "marketdata.tasks.candles_finalize",
+    "schedule": 60,
+}
+CELERY_BEAT_SCHEDULE["marketdata-retention"] = {
+    "task": "marketdata.tasks.marketdata_retention",
+    "schedule": 60 * 60,
+}
 
 # --- auth and accounts ------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -211,6 +233,14 @@ STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # tests point this at a local fake
 STRIPE_API_VERSION = "2026-10-28.endive"
+# Stripe price ids per plan code; a Plan's own stripe_price_id (admin) wins over these.
+BILLING_STRIPE_PRICES = {
+    "pro": env.str("STRIPE_PRICE_PRO", default=""),
+    "enterprise": env.str("STRIPE_PRICE_ENTERPRISE", default=""),
+}
+# How long a past_due subscription keeps its plan while Stripe retries the card.
+BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
+BILLING_ENTITLEMENTS_CACHE_SECONDS = env.int("BILLING_ENTITLEMENTS_CACHE_SECONDS", default=60)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

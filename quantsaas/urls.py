@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from billing import views as billing_views
+from billing.webhooks import stripe_webhook
 from quantsaas import views
 
 handler404 = "quantsaas.api.errors.page_not_found"
@@ -9,6 +11,8 @@ handler500 = "quantsaas.api.errors.server_error"
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("billing.api.urls")),
+    path("", include("marketdata.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 
@@ -17,6 +21,9 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("pricing/", billing_views.pricing, name="pricing"),
+    path("billing/stripe/webhook/", stripe_webhook, name="stripe_webhook"),
+    path("billing/", include("billing.urls")),
     path("api/v1/", include(api_v1)),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

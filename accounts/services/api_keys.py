@@ -22,6 +22,12 @@ from accounts.services.audit import audit_log_record
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+class ApiKeyStatus:
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
 @dataclass(frozen=True)
 class CreatedApiKey:
     """The only moment the raw key exists outside the caller's hands."""
@@ -34,6 +40,62 @@ class ApiKeyError(Exception):
     """Why a presented key was refused; the message is safe to show the caller."""
 
 
+class ApiKeyQuotaExceeded(Exception):
+    """The organization's plan allows no more active keys; `plans` name plans that do."""
+
+    def __init__(self, message: str, *, limit: int | None = None, plans: list[str] | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.plans = plans or []
+
+
+class ApiKeyExpiryInvalid(ValueError):
+    """The requested expiry cannot be used (it is not in the future)."""
+
+
+def api_key_quota_check(*, organization: Organization) -> None:
+    """Raise ApiKeyQuotaExceeded when the plan allows no more active keys.
+
+    Creation from the API, the web page and anywhere else passes through here, so
+    the plan's "API keys allowed" (billing.entitlements) is enforced in one place.
+    """
+    from billing.entitlements import entitlements_for, plans_allowing
+
+    if transaction.get_connection().in_atomic_block:
+        # Serialise key creation per organization so two concurrent requests cannot
+        # both pass the count and overshoot the allowance.
+        Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    allowance = entitlements_for(organization=organization).api_keys
+    now = timezone.now()
+    active = (
+        ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
+        .exclude(expires_at__lte=now)
+        .count()
+    )
+    if active >= allowance:
+        raise ApiKeyQuotaExceeded(
+            f"Your plan allows {allowance} active API key{'s' if allowance != 1 else ''}; "
+            "revoke one or upgrade.",
+            limit=allowance,
+            plans=plans_allowing(predicate=lambda plan: plan.api_keys > allowance),
+        )
+
+
+def api_key_expiry_check(*, expires_at: datetime | None) -> None:
+    """An expiry must lie in the future: a key born expired is a mistake, not a wish."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ApiKeyExpiryInvalid("The expiry must be in the future.")
+
+
+def api_key_status(*, api_key: ApiKey, now: datetime | None = None) -> str:
+    """One word for the API, the page and the admin: revoked wins over expired."""
+    if api_key.revoked_at is not None:
+        return ApiKeyStatus.REVOKED
+    if api_key.expires_at is not None and api_key.expires_at <= (now or timezone.now()):
+        return ApiKeyStatus.EXPIRED
+    return ApiKeyStatus.ACTIVE
+
+
 @transaction.atomic
 def api_key_create(
     *,
@@ -41,8 +103,12 @@ def api_key_create(
     created_by: User | None,
     name: str = "",
     expires_at: datetime | None = None,
+    actor_api_key: ApiKey | None = None,
     ip_address: str | None = None,
 ) -> CreatedApiKey:
+    """Create a key for `organization`; the raw key is returned here and never again."""
+    api_key_expiry_check(expires_at=expires_at)
+    api_key_quota_check(organization=organization)
     raw_key = key_generate()
     api_key = ApiKey.objects.create(
         organization=organization,
@@ -57,6 +123,7 @@ def api_key_create(
         organization=organization,
         action=AuditLog.Action.KEY_CREATED,
         actor=created_by,
+        actor_api_key=actor_api_key,
         target=api_key.masked,
         details={"api_key_id": api_key.pk, "name": name},
         ip_address=ip_address,
@@ -72,9 +139,12 @@ def api_key_revoke(
     actor_api_key: ApiKey | None = None,
     ip_address: str | None = None,
 ) -> ApiKey:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+    """Revoke at once and for good; revoking twice is harmless and audited once."""
+    now = timezone.now()
+    # A conditional UPDATE, so two concurrent revocations write one timestamp and one audit row.
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if revoked:
+        api_key.revoked_at = now
         audit_log_record(
             organization=api_key.organization,
             action=AuditLog.Action.KEY_REVOKED,

@@ -1,15 +1,127 @@
-"""Placeholder: replaced by the page's implementation."""
+"""The API keys page of the current organization: list, create (key shown once), revoke.
 
-from django.http import HttpResponse
+Every member sees the list; only owners and admins create or revoke. The new
+key is rendered straight into the response to the creating POST and kept
+nowhere else (not in the session, not in a message), so a reload or the back
+button cannot show it again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import Membership
+from accounts.selectors import api_key_get, api_keys_for_organization
+from accounts.services import api_keys as key_services
+from accounts.services.api_keys import ApiKeyExpiryInvalid, ApiKeyQuotaExceeded, api_key_status
 
 
-def api_key_list(request, **kwargs):
-    return HttpResponse(status=501)
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Something to recognise it by, such as the program that uses it.",
+    )
+    expires_on = forms.DateField(
+        required=False,
+        label="Expires after",
+        help_text="Optional. The key stops working at the end of this day (UTC).",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    def expires_at(self) -> datetime | None:
+        day = self.cleaned_data.get("expires_on")
+        if day is None:
+            return None
+        return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-def api_key_create(request, **kwargs):
-    return HttpResponse(status=501)
+def _membership(request: HttpRequest) -> Membership:
+    membership = getattr(request, "membership", None)
+    if membership is None:
+        raise Http404("You are not a member of any organization.")
+    return membership
 
 
-def api_key_revoke(request, **kwargs):
-    return HttpResponse(status=501)
+def _require_manager(membership: Membership) -> None:
+    if not membership.can_manage:
+        raise PermissionDenied("Only owners and admins can manage API keys.")
+
+
+def _ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _list_page(
+    request: HttpRequest, membership: Membership, form: ApiKeyCreateForm, *, status: int = 200
+) -> HttpResponse:
+    keys = list(api_keys_for_organization(organization=membership.organization))
+    rows = [{"key": key, "status": api_key_status(api_key=key)} for key in keys]
+    context = {"rows": rows, "form": form, "can_manage": membership.can_manage}
+    return render(request, "accounts/api_keys.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD"])
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    return _list_page(request, _membership(request), ApiKeyCreateForm())
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def api_key_create(request: HttpRequest) -> HttpResponse:
+    membership = _membership(request)
+    if request.method != "POST":
+        return redirect("api_keys")  # the form lives on the list page
+    _require_manager(membership)
+    form = ApiKeyCreateForm(request.POST)
+    if not form.is_valid():
+        return _list_page(request, membership, form, status=400)
+    try:
+        created = key_services.api_key_create(
+            organization=membership.organization,
+            created_by=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=form.expires_at(),
+            ip_address=_ip(request),
+        )
+    except ApiKeyExpiryInvalid as exc:
+        form.add_error("expires_on", str(exc))
+        return _list_page(request, membership, form, status=400)
+    except ApiKeyQuotaExceeded as exc:
+        form.add_error(None, str(exc))
+        return _list_page(request, membership, form, status=403)
+    # never_cache sets Cache-Control: no-store among others: the key must not be
+    # kept by the browser's cache or any proxy, and it is shown in this response only.
+    return render(
+        request,
+        "accounts/key_created.html",
+        {"api_key": created.api_key, "raw_key": created.raw_key},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def api_key_revoke(request: HttpRequest, api_key_id: int) -> HttpResponse:
+    membership = _membership(request)
+    # Looked up inside the current organization only: another tenant's key is a 404.
+    api_key = api_key_get(organization=membership.organization, api_key_id=api_key_id)
+    if api_key is None:
+        raise Http404("No such API key.")
+    _require_manager(membership)
+    if request.method != "POST":
+        # Revoking cannot be undone, so the link asks first; the POST (with CSRF) acts.
+        return render(request, "accounts/api_key_revoke.html", {"api_key": api_key})
+    key_services.api_key_revoke(api_key=api_key, actor=request.user, ip_address=_ip(request))
+    messages.success(request, f"Revoked {api_key}. Programs using it are refused from now on.")
+    return redirect("api_keys")

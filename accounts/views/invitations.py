@@ -1,7 +1,70 @@
-"""Placeholder: replaced by the page's implementation."""
+"""The page an invitation email links to."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from accounts.services import invitations as invitation_services
+from accounts.services.invitations import (
+    InvitationError,
+    invitation_check_recipient,
+    invitation_from_token,
+)
+from accounts.views.organizations import client_ip
+
+# What a visitor notices: a link that never worked is "not found"; one that worked
+# once but no longer does is "gone"; someone else's invitation is "forbidden".
+STATUS_FOR_CODE = {"invalid": 404, "expired": 410, "revoked": 410, "used": 410, "wrong_user": 403}
 
 
-def invitation_accept(request, **kwargs):
-    return HttpResponse(status=501)
+def _page(request: HttpRequest, context: dict, *, status: int = 200) -> HttpResponse:
+    return render(request, "accounts/invitation_accept.html", context, status=status)
+
+
+def _refused(request: HttpRequest, error: InvitationError, invitation=None) -> HttpResponse:
+    context = {"error": error.message, "invitation": invitation}
+    return _page(request, context, status=STATUS_FOR_CODE.get(error.code, 400))
+
+
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """Anyone holding the link sees what it is for; only the invitee can accept it."""
+    try:
+        invitation = invitation_from_token(token=token)
+    except InvitationError as error:
+        return _refused(request, error)
+
+    if not request.user.is_authenticated:
+        # Back to this link after signing in or signing up.
+        query = urlencode({"next": request.get_full_path()})
+        context = {
+            "invitation": invitation,
+            "login_url": f"{reverse('account_login')}?{query}",
+            "signup_url": f"{reverse('account_signup')}?{query}",
+        }
+        return _page(request, context)
+
+    try:
+        invitation_check_recipient(invitation=invitation, user=request.user)
+    except InvitationError as error:
+        return _refused(request, error, invitation)
+
+    if request.method != "POST":
+        return _page(request, {"invitation": invitation, "can_accept": True})
+
+    try:
+        membership = invitation_services.invitation_accept(
+            token=token, user=request.user, session=request.session, ip_address=client_ip(request)
+        )
+    except InvitationError as error:
+        return _refused(request, error, invitation)
+    messages.success(
+        request,
+        f"Welcome to {membership.organization.name}. "
+        f"You joined as {membership.get_role_display().lower()}.",
+    )
+    return redirect("dashboard")

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.api.authentication import ApiKeyPrincipal
 from accounts.models import MANAGER_ROLES, ApiKey, Organization, Role
 from accounts.selectors import organization_for_user
+from billing.ratelimit import RateLimitResult, rate_limit_hit
 
 # An API key acts for its organization with the admin role: it was created by an
 # owner or admin, and programs need to rotate keys. Decision in docs/decisions.md.
@@ -71,10 +72,26 @@ class CanManageForWrites(permissions.BasePermission):
 class OrganizationAPIView(APIView):
     permission_classes = [HasOrganization]
     caller: Caller | None = None
+    rate_limit: RateLimitResult | None = None
 
     def perform_authentication(self, request: Request) -> None:
         super().perform_authentication(request)
         self.caller = caller_resolve(request)
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        # Counted after authentication and permissions, so anonymous or refused calls
+        # cannot spend an organization's allowance; atomic in Redis (billing.ratelimit).
+        self.rate_limit = rate_limit_hit(organization=self.organization)
+        if not self.rate_limit.allowed:
+            raise exceptions.Throttled(wait=self.rate_limit.reset_seconds)
+
+    def finalize_response(self, request: Request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.rate_limit is not None:  # every answer once the organization is known
+            for header, value in self.rate_limit.headers().items():
+                response[header] = value
+        return response
 
     @property
     def organization(self) -> Organization:

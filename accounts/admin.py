@@ -1,0 +1,332 @@
+"""The operators' view of accounts: users, organizations, memberships, invitations, keys, audit.
+
+Writes that carry business rules go through the same services the product
+uses (revoking a key writes its audit row here too). Key hashes are never
+shown, keys are never created here (the raw key could not be handed over
+safely) and audit rows are read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, User
+from accounts.services.api_keys import api_key_revoke, api_key_status
+
+# --- users ------------------------------------------------------------------------------
+
+
+class UserCreationAdminForm(AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ("email",)
+
+
+class UserChangeAdminForm(UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+        fields = "__all__"
+
+
+class UserMembershipInline(admin.TabularInline):
+    model = Membership
+    fk_name = "user"
+    extra = 0
+    fields = ("organization", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("organization",)
+    verbose_name_plural = "organizations"
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    """Django's UserAdmin with the email address in place of a username."""
+
+    form = UserChangeAdminForm
+    add_form = UserCreationAdminForm
+    list_display = (
+        "email",
+        "first_name",
+        "last_name",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+    )
+    list_filter = ("is_staff", "is_superuser", "is_active", "date_joined", "last_login")
+    search_fields = ("email", "first_name", "last_name")
+    ordering = ("email",)
+    date_hierarchy = "date_joined"
+    inlines = (UserMembershipInline,)
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Name", {"fields": ("first_name", "last_name")}),
+        (
+            "Permissions",
+            {
+                "fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions"),
+                "classes": ("collapse",),
+            },
+        ),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "usable_password", "password1", "password2"),
+            },
+        ),
+    )
+    readonly_fields = ("last_login", "date_joined")
+
+    def get_inlines(self, request: HttpRequest, obj: User | None):
+        # A user being added has no memberships yet; the add form stays email and password.
+        return self.inlines if obj is not None else ()
+
+
+# --- organizations and memberships ------------------------------------------------------
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fk_name = "organization"
+    extra = 0
+    fields = ("user", "role", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "is_personal", "member_count", "active_key_count", "created_at")
+    list_filter = ("is_personal", "created_at")
+    search_fields = ("name", "slug", "memberships__user__email")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at",)
+    date_hierarchy = "created_at"
+    inlines = (MembershipInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        # Counted in the one list query; distinct because the two joins multiply rows.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _member_count=Count("memberships", distinct=True),
+                _active_key_count=Count(
+                    "api_keys",
+                    filter=Q(api_keys__revoked_at__isnull=True)
+                    & (
+                        Q(api_keys__expires_at__isnull=True)
+                        | Q(api_keys__expires_at__gt=timezone.now())
+                    ),
+                    distinct=True,
+                ),
+            )
+        )
+
+    @admin.display(description="members", ordering="_member_count")
+    def member_count(self, organization: Organization) -> int:
+        return organization._member_count
+
+    @admin.display(description="active keys", ordering="_active_key_count")
+    def active_key_count(self, organization: Organization) -> int:
+        return organization._active_key_count
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role", "created_at")
+    list_select_related = ("user", "organization")
+    search_fields = ("user__email", "organization__name", "organization__slug")
+    autocomplete_fields = ("user", "organization")
+    readonly_fields = ("created_at",)
+
+
+# --- invitations ------------------------------------------------------------------------
+
+
+class InvitationStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(s, s) for s in ("pending", "accepted", "revoked", "expired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invitation]):
+        now = timezone.now()
+        open_ = Q(accepted_at__isnull=True, revoked_at__isnull=True)
+        filters = {
+            "pending": open_ & Q(expires_at__gt=now),
+            "accepted": Q(accepted_at__isnull=False),
+            "revoked": Q(revoked_at__isnull=False, accepted_at__isnull=True),
+            "expired": open_ & Q(expires_at__lte=now),
+        }
+        condition = filters.get(self.value() or "")
+        return queryset.filter(condition) if condition is not None else queryset
+
+
+def invitation_status(invitation: Invitation) -> str:
+    if invitation.accepted_at is not None:
+        return "accepted"
+    if invitation.revoked_at is not None:
+        return "revoked"
+    return "pending" if invitation.is_pending else "expired"
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("email", "organization", "role", "status", "invited_by", "created_at")
+    list_filter = (InvitationStatusFilter, "role", "created_at")
+    list_select_related = ("organization", "invited_by")
+    search_fields = ("email", "organization__name", "invited_by__email")
+    date_hierarchy = "created_at"
+    fields = (
+        "organization",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    )
+    readonly_fields = (
+        "organization",
+        "email",
+        "invited_by",
+        "created_at",
+        "accepted_at",
+        "accepted_by",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Invitations are sent from the team page, which mails the signed link.
+        return False
+
+    @admin.display(description="status")
+    def status(self, invitation: Invitation) -> str:
+        return invitation_status(invitation)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(s, s) for s in ("active", "revoked", "expired")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]):
+        now = timezone.now()
+        live = Q(revoked_at__isnull=True)
+        filters = {
+            "active": live & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)),
+            "revoked": Q(revoked_at__isnull=False),
+            "expired": live & Q(expires_at__lte=now),
+        }
+        condition = filters.get(self.value() or "")
+        return queryset.filter(condition) if condition is not None else queryset
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "masked_key",
+        "organization",
+        "status",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+    )
+    list_filter = (ApiKeyStatusFilter, ("organization", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("organization", "created_by")
+    search_fields = ("name", "prefix", "organization__name", "organization__slug")
+    date_hierarchy = "created_at"
+    actions = ("revoke_selected",)
+    # key_hash is deliberately in neither list: it is a credential verifier, and an
+    # editable hash would let anyone with admin access mint a key of their choosing.
+    fields = (
+        "organization",
+        "name",
+        "masked_key",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
+    readonly_fields = (
+        "organization",
+        "masked_key",
+        "created_by",
+        "created_at",
+        "revoked_at",
+        "last_used_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key made here would have no safe way to reach its owner; customers create
+        # keys on the API keys page or through the API, where it is shown once.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        # Revoke instead: deleting would erase which key did what in the audit log.
+        return False
+
+    @admin.display(description="key", ordering="prefix")
+    def masked_key(self, api_key: ApiKey) -> str:
+        return api_key.masked
+
+    @admin.display(description="status")
+    def status(self, api_key: ApiKey) -> str:
+        return api_key_status(api_key=api_key)
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for api_key in queryset.select_related("organization").filter(revoked_at__isnull=True):
+            api_key_revoke(
+                api_key=api_key,
+                actor=request.user,
+                ip_address=request.META.get("REMOTE_ADDR") or None,
+            )
+            revoked += 1
+        self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
+
+
+# --- audit log --------------------------------------------------------------------------
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    """Read-only: an audit trail an operator could edit would prove nothing."""
+
+    list_display = ("created_at", "action", "organization", "actor", "actor_api_key", "target")
+    list_filter = ("action", "created_at")
+    list_select_related = ("organization", "actor", "actor_api_key")
+    search_fields = ("target", "actor__email", "organization__name", "ip_address")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditLog | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditLog | None = None) -> bool:
+        return False

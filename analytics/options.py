@@ -1,0 +1,233 @@
+"""Black-Scholes-Merton prices, greeks and implied volatility, vectorised over numpy arrays.
+
+Units follow API.md: rates, dividend yields and volatilities are continuously compounded
+decimals, expiry is in years, and greeks are plain partial derivatives per unit of the input
+(vega per 1.00 of volatility, rho per 1.00 of rate, theta per year of calendar time passing).
+Every argument broadcasts against the others; ``kind`` is "call", "put" or an array of them.
+
+Prices and implied volatilities go through the normalised Black function of
+``analytics.black`` so that deep out-of-the-money prices keep their leading digits and the
+inversion is right to about 1e-12 relative wherever the price admits a volatility. Where it
+does not, the volatility is NaN and ``reason`` says why; no number is ever made up.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import ndtr
+
+from analytics import black
+
+REASON_BELOW_INTRINSIC = "below_intrinsic"
+REASON_ABOVE_UPPER_BOUND = "above_upper_bound"
+REASON_NO_TIME_VALUE = "no_time_value"
+REASON_INVALID_INPUT = "invalid_input"
+
+
+class Greeks(NamedTuple):
+    delta: np.ndarray
+    gamma: np.ndarray
+    vega: np.ndarray
+    theta: np.ndarray
+    rho: np.ndarray
+
+
+class ImpliedVolatility(NamedTuple):
+    """``volatility`` is NaN exactly where ``reason`` is non-empty."""
+
+    volatility: np.ndarray
+    reason: np.ndarray
+
+
+def _sign(kind: ArrayLike) -> np.ndarray:
+    """+1 for calls, -1 for puts; anything else is a caller error, not a silent call."""
+    kinds = np.asarray(kind)
+    is_call = kinds == "call"
+    is_put = kinds == "put"
+    if not np.all(is_call | is_put):
+        raise ValueError('kind must be "call" or "put"')
+    return np.where(is_call, 1.0, -1.0)
+
+
+def _inputs(kind, *values):
+    arrays = np.broadcast_arrays(_sign(kind), *(np.asarray(v, dtype=float) for v in values))
+    shape = arrays[0].shape
+    return shape, [np.ascontiguousarray(a, dtype=float).ravel() for a in arrays]
+
+
+def _forward_terms(spot, strike, expiry, rate, dividend_yield):
+    """Log-moneyness x = ln(F/K) and the discounted geometric mean D sqrt(F K)."""
+    x = np.log(spot / strike) + (rate - dividend_yield) * expiry
+    scale = strike * np.exp(0.5 * x - rate * expiry)
+    return x, scale
+
+
+def _bounds(sign, spot, strike, expiry, rate, q):
+    """S e^{-qT}, K e^{-rT} and the discounted intrinsic value.
+
+    Pricing and inversion must form the intrinsic value with the very same rounding, or a
+    deep in-the-money price could come back an ulp "below intrinsic".
+    """
+    carried_spot = spot * np.exp(-q * expiry)
+    discounted_strike = strike * np.exp(-rate * expiry)
+    intrinsic = np.maximum(sign * (carried_spot - discounted_strike), 0.0)
+    return carried_spot, discounted_strike, intrinsic
+
+
+def _time_value(spot, strike, expiry, rate, q, s):
+    """Out-of-the-money value D sqrt(F K) b(-|x|, s) from the accurate normalised Black."""
+    x, scale = _forward_terms(spot, strike, expiry, rate, q)
+    b = np.zeros_like(s)
+    live = (s > 0.0) & np.isfinite(s)
+    if live.any():
+        b[live] = black.otm_call(-np.abs(x[live]), s[live])
+    infinite = s == np.inf
+    b[infinite] = np.exp(-0.5 * np.abs(x[infinite]))
+    return scale * b
+
+
+def bsm_price(
+    kind: ArrayLike,
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    rate: ArrayLike,
+    dividend_yield: ArrayLike,
+    volatility: ArrayLike,
+) -> np.ndarray:
+    """Black-Scholes-Merton price; NaN for non-positive spot/strike or negative expiry/vol."""
+    shape, (sign, spot, strike, expiry, rate, q, vol) = _inputs(
+        kind, spot, strike, expiry, rate, dividend_yield, volatility
+    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # Intrinsic value plus the out-of-the-money option of the same strike (put-call parity),
+        # so the price never falls below intrinsic by rounding. The out-of-the-money part uses
+        # the textbook formula, exact to a few ulps unless its two terms nearly cancel; those
+        # elements are redone with the accurate normalised Black function.
+        x = np.log(spot / strike) + (rate - q) * expiry
+        s = vol * np.sqrt(expiry)
+        carried_spot, discounted_strike, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
+        otm = np.where(x > 0.0, -1.0, 1.0)
+        d1 = x / s
+        d1 += 0.5 * s
+        d2 = d1 - s
+        d1 *= otm
+        d2 *= otm
+        first = carried_spot * ndtr(d1)
+        second = discounted_strike * ndtr(d2)
+        time_value = first - second
+        time_value *= otm
+        redo = ~(time_value > 0.25 * np.maximum(first, second))
+        if redo.any():
+            time_value[redo] = _time_value(
+                spot[redo], strike[redo], expiry[redo], rate[redo], q[redo], s[redo]
+            )
+        price = intrinsic + time_value
+    bad = ~((spot > 0) & (strike > 0) & (expiry >= 0) & (vol >= 0))
+    price[bad | np.isnan(price)] = np.nan
+    return price.reshape(shape)
+
+
+def bsm_greeks(
+    kind: ArrayLike,
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    rate: ArrayLike,
+    dividend_yield: ArrayLike,
+    volatility: ArrayLike,
+) -> Greeks:
+    """Delta, gamma, vega, theta (per year of calendar time) and rho, as in API.md.
+
+    At zero expiry or zero volatility the derivatives do not exist; they are NaN there.
+    """
+    shape, (sign, spot, strike, expiry, rate, q, vol) = _inputs(
+        kind, spot, strike, expiry, rate, dividend_yield, volatility
+    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sqrt_t = np.sqrt(expiry)
+        s = vol * sqrt_t
+        x = np.log(spot / strike) + (rate - q) * expiry
+        d1 = x / s + 0.5 * s
+        d2 = d1 - s
+        carry = np.exp(-q * expiry)
+        discount = np.exp(-rate * expiry)
+        density = np.exp(-0.5 * d1 * d1) / np.sqrt(2.0 * np.pi)
+        n1 = ndtr(sign * d1)
+        n2 = ndtr(sign * d2)
+        delta = sign * carry * n1
+        gamma = carry * density / (spot * s)
+        vega = spot * carry * density * sqrt_t
+        theta = (
+            -spot * carry * density * vol / (2.0 * sqrt_t)
+            - sign * rate * strike * discount * n2
+            + sign * q * spot * carry * n1
+        )
+        rho = sign * strike * expiry * discount * n2
+    bad = ~((spot > 0) & (strike > 0) & (s > 0) & np.isfinite(s))
+    out = []
+    for greek in (delta, gamma, vega, theta, rho):
+        greek[bad] = np.nan
+        out.append(greek.reshape(shape))
+    return Greeks(*out)
+
+
+def implied_volatility(
+    kind: ArrayLike,
+    price: ArrayLike,
+    spot: ArrayLike,
+    strike: ArrayLike,
+    expiry: ArrayLike,
+    rate: ArrayLike,
+    dividend_yield: ArrayLike,
+) -> ImpliedVolatility:
+    """The volatility that reproduces ``price``, or NaN with the reason none exists.
+
+    Reasons: "below_intrinsic" (price under the discounted intrinsic value), "no_time_value"
+    (zero expiry, or a price exactly equal to intrinsic value, which any volatility down to
+    zero explains), "above_upper_bound" (a call at or above S e^{-qT}, a put at or above
+    K e^{-rT}: only an infinite volatility would do), "invalid_input" (non-finite numbers,
+    non-positive spot or strike, negative expiry).
+    """
+    shape, (sign, price, spot, strike, expiry, rate, q) = _inputs(
+        kind, price, spot, strike, expiry, rate, dividend_yield
+    )
+    n = price.size
+    vol = np.full(n, np.nan)
+    reason = np.full(n, "", dtype="<U17")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x, scale = _forward_terms(spot, strike, expiry, rate, q)
+        carried_spot, discounted_strike, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
+        upper = np.where(sign > 0, carried_spot, discounted_strike)
+        time_value = price - intrinsic
+        gap = upper - price
+        beta = time_value / scale
+        gap_n = gap / scale
+    valid = (
+        np.isfinite(price)
+        & np.isfinite(x)
+        & np.isfinite(scale)
+        & (spot > 0)
+        & (strike > 0)
+        & (expiry >= 0)
+    )
+    reason[~valid] = REASON_INVALID_INPUT
+    checks = (
+        (expiry == 0, REASON_NO_TIME_VALUE),
+        (time_value < 0, REASON_BELOW_INTRINSIC),
+        (gap <= 0, REASON_ABOVE_UPPER_BOUND),
+        (time_value == 0, REASON_NO_TIME_VALUE),
+        (~((beta > 0) & (gap_n > 0)), REASON_NO_TIME_VALUE),
+    )
+    pending = valid.copy()
+    for condition, why in checks:
+        hit = pending & condition
+        reason[hit] = why
+        pending &= ~hit
+    if pending.any():
+        s = black.implied_s(-np.abs(x[pending]), beta[pending], gap_n[pending])
+        vol[pending] = s / np.sqrt(expiry[pending])
+    return ImpliedVolatility(vol.reshape(shape), reason.reshape(shape))

@@ -1,0 +1,1 @@
+"""Writes to billing state, one topic per module. Views, tasks and the admin call these."""

@@ -1,0 +1,259 @@
+"""Market-data REST endpoints (API.md): exchanges, instruments, ticker, trades, candles, book.
+
+Views are thin: parse the query with the serializers in params.py, check the plan's
+history depth, call a selector, shape rows. Rows are shaped by plain functions rather
+than serializers because a page holds thousands of them and this is the hot path.
+Market data is global, but every endpoint still requires an authenticated caller with
+an organization (OrganizationAPIView): the plan, and later the rate limit, hang off it.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from marketdata import selectors
+from marketdata.api import schema
+from marketdata.api.access import history_boundary, history_guard
+from marketdata.api.params import (
+    BookParams,
+    CandlesParams,
+    InstrumentsParams,
+    TradesParams,
+    cursor_encode,
+)
+from marketdata.api.renderers import CSVRenderer
+from marketdata.candles import INTERVALS_MS
+from marketdata.health import feed_health
+from marketdata.models import Instrument
+from marketdata.timeutil import now_ms
+from quantsaas.api.base import OrganizationAPIView
+
+DEFAULT_TRADES_WINDOW_MS = 3_600_000  # without `start`, trades of the last hour
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
+class MarketDataView(OrganizationAPIView):
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors always answer in the one JSON error shape, even to a CSV request.
+        if response.status_code >= 400 and isinstance(
+            getattr(request, "accepted_renderer", None), CSVRenderer
+        ):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        response = super().finalize_response(request, response, *args, **kwargs)
+        next_url = response.data.get("next") if isinstance(response.data, dict) else None
+        if next_url:
+            response["Link"] = f'<{next_url}>; rel="next"'  # how CSV clients find page 2
+        return response
+
+    def params(self, serializer_class, request: Request) -> dict:
+        serializer = serializer_class(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def instrument(self, exchange: str, symbol: str) -> Instrument:
+        instrument = selectors.instrument_get(exchange_id=exchange, symbol=symbol)
+        if instrument is not None:
+            return instrument
+        if selectors.exchange_get(exchange_id=exchange) is None:
+            raise NotFound(f"Unknown exchange '{exchange}'.")
+        raise NotFound(f"Unknown symbol '{symbol}' on {exchange}.")
+
+    def next_url(self, request: Request, **changes) -> str:
+        query = request.query_params.copy()
+        for key, value in changes.items():
+            query[key] = str(value)
+        return request.build_absolute_uri(request.path) + "?" + query.urlencode()
+
+
+class ExchangesView(MarketDataView):
+    @extend_schema(responses=schema.ExchangeList, summary="Exchanges and their feed status")
+    def get(self, request: Request) -> Response:
+        data = [
+            {
+                "id": exchange.id,
+                "name": exchange.name,
+                "enabled": exchange.enabled,
+                "status": feed_health(exchange_id=exchange.id),
+            }
+            for exchange in selectors.exchanges_list()
+        ]
+        return Response({"data": data, "next": None})
+
+
+def _instrument_json(instrument: Instrument) -> dict:
+    return {
+        "exchange": instrument.exchange_id,
+        "symbol": instrument.symbol,
+        "ccxt_symbol": instrument.ccxt_symbol,
+        "base": instrument.base,
+        "quote": instrument.quote,
+        "price_precision": float(instrument.price_precision),
+        "size_precision": float(instrument.size_precision),
+        "active": instrument.active,
+    }
+
+
+class InstrumentsView(MarketDataView):
+    @extend_schema(
+        parameters=[InstrumentsParams], responses=schema.InstrumentList, summary="Instruments"
+    )
+    def get(self, request: Request) -> Response:
+        params = self.params(InstrumentsParams, request)
+        exchange = None
+        if "exchange" in params:
+            exchange = selectors.exchange_get(exchange_id=params["exchange"])
+            if exchange is None:
+                raise NotFound(f"Unknown exchange '{params['exchange']}'.")
+        data = [_instrument_json(i) for i in selectors.instruments_list(exchange=exchange)]
+        return Response({"data": data, "next": None})
+
+
+class TickerView(MarketDataView):
+    @extend_schema(responses=schema.TickerOut, summary="Last price, best bid/ask, 24 h stats")
+    def get(self, request: Request, exchange: str, symbol: str) -> Response:
+        instrument = self.instrument(exchange, symbol)
+        ticker = selectors.ticker_latest(instrument=instrument)
+        if ticker is None:
+            raise NotFound("No ticker has been received for this market yet.")
+        change = None if ticker.open_24h is None else ticker.last - ticker.open_24h
+        return Response(
+            {
+                "exchange": instrument.exchange_id,
+                "symbol": instrument.symbol,
+                "ts": ticker.ts,
+                "last": ticker.last,
+                "bid": ticker.bid,
+                "ask": ticker.ask,
+                "bid_size": ticker.bid_size,
+                "ask_size": ticker.ask_size,
+                "high_24h": ticker.high_24h,
+                "low_24h": ticker.low_24h,
+                "volume_24h": ticker.volume_24h,
+                "quote_volume_24h": ticker.quote_volume_24h,
+                "change_24h": change,
+                "change_pct_24h": (
+                    None if not ticker.open_24h or change is None else change / ticker.open_24h
+                ),
+            }
+        )
+
+
+class TradesView(MarketDataView):
+    @extend_schema(
+        parameters=[TradesParams], responses=schema.TradeList, summary="Trades, oldest first"
+    )
+    def get(self, request: Request, exchange: str, symbol: str) -> Response:
+        instrument = self.instrument(exchange, symbol)
+        params = self.params(TradesParams, request)
+        now = now_ms()
+        end = params.get("end", now)
+        start = params.get("start")
+        if start is None:
+            boundary = history_guard(organization=self.organization, start_ms=end, now_ms=now)
+            start = max(end - DEFAULT_TRADES_WINDOW_MS, boundary or 0)
+        else:
+            history_guard(organization=self.organization, start_ms=start, now_ms=now)
+        limit = params["limit"]
+        rows = selectors.trades_between(
+            instrument=instrument,
+            start_ms=start,
+            end_ms=end,
+            limit=limit + 1,
+            after=params.get("cursor"),
+        )
+        next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            row_id, _, ts_us, *_ = rows[-1]
+            next_url = self.next_url(request, cursor=cursor_encode(ts_us, row_id))
+        data = [
+            {"id": trade_id, "ts": ts_us // 1000, "price": price, "size": size, "side": side}
+            for _, trade_id, ts_us, price, size, side in rows
+        ]
+        return Response({"data": data, "next": next_url})
+
+
+class CandlesView(MarketDataView):
+    @extend_schema(
+        parameters=[CandlesParams],
+        responses=schema.CandleList,
+        summary="OHLCV candles, oldest first, UTC-aligned",
+    )
+    def get(self, request: Request, exchange: str, symbol: str) -> Response:
+        instrument = self.instrument(exchange, symbol)
+        params = self.params(CandlesParams, request)
+        interval, limit = params["interval"], params["limit"]
+        interval_ms = INTERVALS_MS[interval]
+        now = now_ms()
+        end = params.get("end", now)
+        end += -end % interval_ms  # whole buckets: the one containing `end` is included
+        start = params.get("start")
+        if start is None:
+            # Without `start`: the latest `limit` buckets, as a chart wants them.
+            boundary = history_boundary(organization=self.organization, now_ms=now)
+            history_guard(organization=self.organization, start_ms=end - 1, now_ms=now)
+            start = max(end - limit * interval_ms, boundary or 0)
+        else:
+            history_guard(organization=self.organization, start_ms=start, now_ms=now)
+        start -= start % interval_ms
+        rows = selectors.candles_between(
+            instrument=instrument,
+            interval=interval,
+            start_ms=start,
+            end_ms=end,
+            limit=limit + 1,
+        )
+        next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_url = self.next_url(request, start=rows[-1][0] + interval_ms)
+        data = [
+            {
+                "ts": ts,
+                "open": o,
+                "high": h,
+                "low": low,
+                "close": c,
+                "volume": v,
+                "buy_volume": bv,
+                "trades": n,
+                # The bucket still in progress (or with a minute the feed has not closed)
+                # is not final: its values will change.
+                "final": final and ts + interval_ms <= now,
+            }
+            for ts, o, h, low, c, v, bv, n, final in rows
+        ]
+        return Response({"data": data, "next": next_url})
+
+
+class BookView(MarketDataView):
+    @extend_schema(parameters=[BookParams], responses=schema.BookOut, summary="Latest L2 book")
+    def get(self, request: Request, exchange: str, symbol: str) -> Response:
+        instrument = self.instrument(exchange, symbol)
+        depth = self.params(BookParams, request)["depth"]
+        book = selectors.book_latest(instrument=instrument)
+        if book is None:
+            raise NotFound("No order book has been received for this market yet.")
+        return Response(
+            {
+                "exchange": instrument.exchange_id,
+                "symbol": instrument.symbol,
+                "ts": book.ts,
+                "bids": [[_number(p), _number(s)] for p, s in book.bids[:depth]],
+                "asks": [[_number(p), _number(s)] for p, s in book.asks[:depth]],
+            }
+        )
+
+    def csv_rows(self, data: dict):
+        rows = [["bid", p, s] for p, s in data["bids"]] + [["ask", p, s] for p, s in data["asks"]]
+        return ["side", "price", "size"], rows

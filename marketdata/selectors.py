@@ -1,0 +1,172 @@
+"""Reads of market data. Market data is global, so these take no organization; what a
+caller may read (history depth) is checked by the API layer against its plan."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from marketdata.candles import INTERVALS_MS
+from marketdata.live import live_book_get, live_ticker_get
+from marketdata.models import BookSnapshot, Candle1m, Exchange, Instrument, Ticker, Trade
+from marketdata.records import BookUpdate, TickerRecord
+from marketdata.timeutil import dt_to_ms, dt_to_us, ms_to_dt, us_to_dt
+
+
+def exchanges_list() -> QuerySet[Exchange]:
+    return Exchange.objects.order_by("id")
+
+
+def exchange_get(*, exchange_id: str) -> Exchange | None:
+    return Exchange.objects.filter(id=exchange_id).first()
+
+
+def instruments_list(*, exchange: Exchange | None = None) -> QuerySet[Instrument]:
+    instruments = Instrument.objects.order_by("exchange_id", "symbol")
+    return instruments if exchange is None else instruments.filter(exchange=exchange)
+
+
+def instrument_get(*, exchange_id: str, symbol: str) -> Instrument | None:
+    """`symbol` in the public BASE-QUOTE form."""
+    return (
+        Instrument.objects.select_related("exchange")
+        .filter(exchange_id=exchange_id, symbol=symbol.upper())
+        .first()
+    )
+
+
+def instrument_ids_for(*, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Map (exchange id, ccxt symbol) pairs to instrument ids in one query.
+
+    Resolved per batch rather than cached in the process: one indexed query per batch is
+    cheap next to the insert, and a cache would go stale when instruments change.
+    """
+    if not pairs:
+        return {}
+    condition = Q()
+    for exchange_id, symbol in pairs:
+        condition |= Q(exchange_id=exchange_id, ccxt_symbol=symbol)
+    rows = Instrument.objects.filter(condition).values_list("exchange_id", "ccxt_symbol", "id")
+    return {(exchange_id, symbol): pk for exchange_id, symbol, pk in rows}
+
+
+def trades_between(
+    *,
+    instrument: Instrument,
+    start_ms: int,
+    end_ms: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+) -> list[tuple[int, str, int, float, float, str]]:
+    """Trades in [start, end), oldest first, as (row id, trade id, ts µs, price, size, side).
+
+    `after` is a keyset position (ts in microseconds, row id): rows strictly after it in
+    (ts, id) order, so pages neither skip nor repeat trades that share a timestamp.
+    """
+    trades = Trade.objects.filter(
+        instrument=instrument, ts__gte=ms_to_dt(start_ms), ts__lt=ms_to_dt(end_ms)
+    )
+    if after is not None:
+        after_ts = us_to_dt(after[0])
+        trades = trades.filter(ts__gte=after_ts).filter(
+            Q(ts__gt=after_ts) | Q(ts=after_ts, id__gt=after[1])
+        )
+    rows = trades.order_by("ts", "id").values_list("id", "trade_id", "ts", "price", "size", "side")[
+        :limit
+    ]
+    return [(pk, tid, dt_to_us(ts), price, size, side) for pk, tid, ts, price, size, side in rows]
+
+
+def _bucket_sql(interval_ms: int) -> str:
+    if connection.vendor == "postgresql":
+        epoch_ms = "(EXTRACT(EPOCH FROM ts) * 1000)::bigint"
+    else:
+        epoch_ms = "(CAST(strftime('%%s', ts) AS INTEGER) * 1000)"
+    return f"({epoch_ms} / {int(interval_ms)}) * {int(interval_ms)}"
+
+
+def candles_between(
+    *, instrument: Instrument, interval: str, start_ms: int, end_ms: int, limit: int
+) -> list[tuple[int, float, float, float, float, float, float, int, bool]]:
+    """OHLCV buckets in [start, end), oldest first, aggregated in SQL from 1-minute candles.
+
+    Rows are (open time ms, open, high, low, close, volume, buy volume, trades, all 1m
+    candles final). Open and close come from the first and last minute of each bucket,
+    found through the unique (instrument, ts) index.
+    """
+    interval_ms = INTERVALS_MS[interval]
+    table = Candle1m._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = f"""
+        WITH b AS (
+            SELECT {_bucket_sql(interval_ms)} AS bucket, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
+                   MAX(high) AS high, MIN(low) AS low, SUM(volume) AS volume,
+                   SUM(buy_volume) AS buy_volume, SUM(trade_count) AS trades,
+                   MIN(CASE WHEN is_final THEN 1 ELSE 0 END) AS all_final
+            FROM {table}
+            WHERE instrument_id = %s AND ts >= %s AND ts < %s
+            GROUP BY 1 ORDER BY 1 LIMIT %s
+        )
+        SELECT b.bucket, o.open, b.high, b.low, c.close, b.volume, b.buy_volume, b.trades,
+               b.all_final
+        FROM b
+        JOIN {table} o ON o.instrument_id = %s AND o.ts = b.first_ts
+        JOIN {table} c ON c.instrument_id = %s AND c.ts = b.last_ts
+        ORDER BY b.bucket
+    """  # noqa: S608 - table name and interval are ours, values are parameters
+    params = [
+        instrument.pk,
+        adapt(ms_to_dt(start_ms)),
+        adapt(ms_to_dt(end_ms)),
+        limit,
+        instrument.pk,
+        instrument.pk,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            (int(bucket), o, h, low, c, v, bv, int(n), bool(final))
+            for bucket, o, h, low, c, v, bv, n, final in cursor.fetchall()
+        ]
+
+
+def book_latest(*, instrument: Instrument) -> BookUpdate | None:
+    """The live book when the feed is streaming, else the latest stored snapshot."""
+    live = live_book_get(exchange=instrument.exchange_id, symbol=instrument.ccxt_symbol)
+    if live is not None:
+        return live
+    snapshot = BookSnapshot.objects.filter(instrument=instrument).order_by("-ts").first()
+    if snapshot is None:
+        return None
+    return BookUpdate(
+        exchange=instrument.exchange_id,
+        symbol=instrument.ccxt_symbol,
+        ts=dt_to_ms(snapshot.ts),
+        bids=tuple(tuple(level) for level in snapshot.bids),
+        asks=tuple(tuple(level) for level in snapshot.asks),
+    )
+
+
+def ticker_latest(*, instrument: Instrument) -> TickerRecord | None:
+    """The live ticker when the feed is streaming, else the last stored one."""
+    live = live_ticker_get(exchange=instrument.exchange_id, symbol=instrument.ccxt_symbol)
+    if live is not None:
+        return live
+    ticker = Ticker.objects.filter(instrument=instrument).first()
+    if ticker is None:
+        return None
+    return TickerRecord(
+        exchange=instrument.exchange_id,
+        symbol=instrument.ccxt_symbol,
+        ts=dt_to_ms(ticker.ts),
+        last=ticker.last,
+        bid=ticker.bid,
+        ask=ticker.ask,
+        bid_size=ticker.bid_size,
+        ask_size=ticker.ask_size,
+        high_24h=ticker.high_24h,
+        low_24h=ticker.low_24h,
+        open_24h=ticker.open_24h,
+        volume_24h=ticker.volume_24h,
+        quote_volume_24h=ticker.quote_volume_24h,
+    )

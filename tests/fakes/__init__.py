@@ -1,0 +1,1 @@
+"""Local fakes of outside services (exchanges, Stripe) speaking their wire formats."""
