@@ -26,6 +26,7 @@ SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 HALF_LOG_2PI = float(0.5 * np.log(2.0 * np.pi))
 SQRT_3 = float(np.sqrt(3.0))
 _EPS = float(np.finfo(float).eps)
+_INV_SQRT_2 = float(1.0 / np.sqrt(2.0))
 
 # Region thresholds: |h| beyond which the asymptotic series is used (as in "Let's Be Rational"),
 # and t below which the Taylor series in t is used. Jäckel uses t < 0.21; above 0.05 the
@@ -79,18 +80,21 @@ def _bracket_asymptotic(h: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _bracket(h: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Y(h+t) - Y(h-t), choosing per element the evaluation that does not cancel."""
-    out = np.empty_like(h)
-    asymptotic = (h < _ASYMPTOTIC_H) & (h + t < _ASYMPTOTIC_H + _ASYMPTOTIC_T)
-    small_t = ~asymptotic & (t < _SMALL_T)
-    rest = ~(asymptotic | small_t)
-    if asymptotic.any():
+    """Y(h+t) - Y(h-t), choosing per element the evaluation that does not cancel.
+
+    The erfcx difference is computed for every element in bulk (whole-array operations are
+    what make numpy fast); only the few elements of the other regions are recomputed.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = erfcx((h + t) * -_INV_SQRT_2)
+        out -= erfcx((h - t) * -_INV_SQRT_2)
+    in_wing = (h < _ASYMPTOTIC_H) & (h + t < _ASYMPTOTIC_H + _ASYMPTOTIC_T)
+    asymptotic = np.flatnonzero(in_wing)
+    if asymptotic.size:
         out[asymptotic] = _bracket_asymptotic(h[asymptotic], t[asymptotic])
-    if small_t.any():
+    small_t = np.flatnonzero((t < _SMALL_T) & ~in_wing)
+    if small_t.size:
         out[small_t] = _bracket_small_t(h[small_t], t[small_t])
-    if rest.any():
-        hr, tr = h[rest], t[rest]
-        out[rest] = erfcx(-(hr + tr) / np.sqrt(2.0)) - erfcx(-(hr - tr) / np.sqrt(2.0))
     return out
 
 
@@ -98,15 +102,17 @@ def otm_call(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Normalised out-of-the-money call b(x, s) for x <= 0, s > 0 (1-D float arrays)."""
     h = x / s
     t = 0.5 * s
-    out = np.empty_like(h)
-    direct = h + t > _DIRECT_H_PLUS_T
-    if direct.any():
+    exponent = h * h
+    exponent += t * t
+    exponent *= -0.5
+    out = np.exp(exponent)
+    out *= 0.5
+    with np.errstate(over="ignore", invalid="ignore"):
+        out *= _bracket(h, t)
+    direct = np.flatnonzero(h + t > _DIRECT_H_PLUS_T)
+    if direct.size:
         xd, hd, td = x[direct], h[direct], t[direct]
         out[direct] = np.exp(0.5 * xd) * ndtr(hd + td) - np.exp(-0.5 * xd) * ndtr(hd - td)
-    other = ~direct
-    if other.any():
-        ho, to = h[other], t[other]
-        out[other] = 0.5 * np.exp(-0.5 * (ho * ho + to * to)) * _bracket(ho, to)
     return out
 
 

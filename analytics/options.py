@@ -58,9 +58,15 @@ def _inputs(kind, *values):
     return shape, [np.ascontiguousarray(a, dtype=float).ravel() for a in arrays]
 
 
+def _log_moneyness(spot, strike):
+    """ln(S/K) as log1p((S-K)/K): S-K is exact near the money, so x keeps its relative
+    accuracy there, where implied volatilities of short options are most sensitive to it."""
+    return np.log1p((spot - strike) / strike)
+
+
 def _forward_terms(spot, strike, expiry, rate, dividend_yield):
     """Log-moneyness x = ln(F/K) and the discounted geometric mean D sqrt(F K)."""
-    x = np.log(spot / strike) + (rate - dividend_yield) * expiry
+    x = _log_moneyness(spot, strike) + (rate - dividend_yield) * expiry
     scale = strike * np.exp(0.5 * x - rate * expiry)
     return x, scale
 
@@ -80,13 +86,16 @@ def _bounds(sign, spot, strike, expiry, rate, q):
 def _time_value(spot, strike, expiry, rate, q, s):
     """Out-of-the-money value D sqrt(F K) b(-|x|, s) from the accurate normalised Black."""
     x, scale = _forward_terms(spot, strike, expiry, rate, q)
-    b = np.zeros_like(s)
     live = (s > 0.0) & np.isfinite(s)
-    if live.any():
+    if live.all():  # the usual case: no copies
+        b = black.otm_call(-np.abs(x), s)
+    else:
+        b = np.zeros_like(s)
         b[live] = black.otm_call(-np.abs(x[live]), s[live])
-    infinite = s == np.inf
-    b[infinite] = np.exp(-0.5 * np.abs(x[infinite]))
-    return scale * b
+        infinite = s == np.inf
+        b[infinite] = np.exp(-0.5 * np.abs(x[infinite]))
+    b *= scale
+    return b
 
 
 def bsm_price(
@@ -103,28 +112,12 @@ def bsm_price(
         kind, spot, strike, expiry, rate, dividend_yield, volatility
     )
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # Intrinsic value plus the out-of-the-money option of the same strike (put-call parity),
-        # so the price never falls below intrinsic by rounding. The out-of-the-money part uses
-        # the textbook formula, exact to a few ulps unless its two terms nearly cancel; those
-        # elements are redone with the accurate normalised Black function.
-        x = np.log(spot / strike) + (rate - q) * expiry
+        # Intrinsic value plus the out-of-the-money option of the same strike (put-call parity
+        # done exactly), the latter from the accurate normalised Black function: the price
+        # never falls below intrinsic by rounding and keeps its digits deep in the wings.
         s = vol * np.sqrt(expiry)
-        carried_spot, discounted_strike, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
-        otm = np.where(x > 0.0, -1.0, 1.0)
-        d1 = x / s
-        d1 += 0.5 * s
-        d2 = d1 - s
-        d1 *= otm
-        d2 *= otm
-        first = carried_spot * ndtr(d1)
-        second = discounted_strike * ndtr(d2)
-        time_value = first - second
-        time_value *= otm
-        redo = ~(time_value > 0.25 * np.maximum(first, second))
-        if redo.any():
-            time_value[redo] = _time_value(
-                spot[redo], strike[redo], expiry[redo], rate[redo], q[redo], s[redo]
-            )
+        _, _, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
+        time_value = _time_value(spot, strike, expiry, rate, q, s)
         price = intrinsic + time_value
     bad = ~((spot > 0) & (strike > 0) & (expiry >= 0) & (vol >= 0))
     price[bad | np.isnan(price)] = np.nan
@@ -150,7 +143,7 @@ def bsm_greeks(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         sqrt_t = np.sqrt(expiry)
         s = vol * sqrt_t
-        x = np.log(spot / strike) + (rate - q) * expiry
+        x = _log_moneyness(spot, strike) + (rate - q) * expiry
         d1 = x / s + 0.5 * s
         d2 = d1 - s
         carry = np.exp(-q * expiry)

@@ -87,7 +87,9 @@ def subscription_grants(subscription: Subscription, *, now: datetime) -> bool:
     if subscription.status in GRANTING_STATUSES:
         # Stripe ends a cancel-at-period-end subscription with a webhook; if that webhook
         # is late we still never give access past the period that was paid for.
-        ended = subscription.current_period_end is not None and subscription.current_period_end <= now
+        ended = (
+            subscription.current_period_end is not None and subscription.current_period_end <= now
+        )
         return not (subscription.cancel_at_period_end and ended)
     if subscription.status == SubscriptionStatus.PAST_DUE:
         since = subscription.past_due_since or now
@@ -96,7 +98,9 @@ def subscription_grants(subscription: Subscription, *, now: datetime) -> bool:
     return False  # canceled, unpaid, incomplete, incomplete_expired, paused
 
 
-def entitlements_compute(*, organization: Organization, now: datetime | None = None) -> Entitlements:
+def entitlements_compute(
+    *, organization: Organization, now: datetime | None = None
+) -> Entitlements:
     """Uncached derivation; entitlements_for is what callers use."""
     now = now or timezone.now()
     override = (

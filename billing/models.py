@@ -60,8 +60,10 @@ class Plan(models.Model):
 
     @property
     def price_display(self) -> str:
-        return f"{self.price_cents / 100:,.0f}" if self.price_cents % 100 == 0 else (
-            f"{self.price_cents / 100:,.2f}"
+        return (
+            f"{self.price_cents / 100:,.0f}"
+            if self.price_cents % 100 == 0
+            else (f"{self.price_cents / 100:,.2f}")
         )
 
 

@@ -116,4 +116,3 @@ def _active_api_keys(*, organization: Organization) -> int:
         .exclude(expires_at__lte=now)
         .count()
     )
-

@@ -1,4 +1,4 @@
-"""Billing pages under /billing/ (the pricing page and the webhook are routed in quantsaas/urls.py)."""
+"""Billing pages under /billing/ (pricing and the webhook are routed in quantsaas/urls.py)."""
 
 from django.urls import path
 

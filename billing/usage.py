@@ -84,7 +84,9 @@ def usage_rollup() -> int:
         kind, organization_id, day = parsed
         value = int(client.get(key) or 0)
         totals.setdefault((organization_id, day), {})[KINDS[kind]] = value
-    existing = set(Organization.objects.filter(pk__in={k[0] for k in totals}).values_list("pk", flat=True))
+    existing = set(
+        Organization.objects.filter(pk__in={k[0] for k in totals}).values_list("pk", flat=True)
+    )
     written = 0
     for (organization_id, day), fields in totals.items():
         if organization_id not in existing:

@@ -1,17 +1,21 @@
-"""Feed health as shown on GET /api/v1/exchanges.
+"""Feed health as shown on GET /api/v1/exchanges, in the admin and on /readyz.
 
-The feed runner will publish per-stream health (connected, last message age, messages
-per second, gaps repaired) to Redis; until it does, every exchange reports "unknown".
+The feed runner keeps per-stream health in the cache with a TTL
+(marketdata.feeds.health); an exchange no runner reported on is "unknown".
 """
 
 from __future__ import annotations
 
+from marketdata.feeds.health import feed_health as feeds_health_report
+
+UNKNOWN = {
+    "state": "unknown",
+    "connected": None,
+    "last_message_age_ms": None,
+    "messages_per_second": None,
+    "gaps_repaired": None,
+}
+
 
 def feed_health(*, exchange_id: str) -> dict:
-    return {
-        "state": "unknown",
-        "connected": None,
-        "last_message_age_ms": None,
-        "messages_per_second": None,
-        "gaps_repaired": None,
-    }
+    return feeds_health_report(exchange_id).get(exchange_id, UNKNOWN)

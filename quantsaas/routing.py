@@ -1,3 +1,9 @@
-"""WebSocket routes. The market-data stream consumer is added by the stream issue."""
+"""WebSocket routes: the live market-data stream (docs/streaming.md)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from marketdata.streaming.consumer import StreamConsumer
+
+websocket_urlpatterns = [
+    path("ws/v1/stream", StreamConsumer.as_asgi()),
+]

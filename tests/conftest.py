@@ -6,6 +6,7 @@ flush only that one; pytest-django creates its own test database.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from urllib.parse import urlparse
@@ -44,6 +45,34 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
     if problems:
         pytest.exit("The test suite needs real servers:\n" + "\n".join(problems), returncode=3)
+
+
+# Reference rows that data migrations seed. A transactional test ends with a flush of
+# every table, which would leave later tests without plans or exchanges. Django's flush
+# emits post_migrate, so the seeds are re-applied from that signal.
+REFERENCE_DATA_SEEDS = [
+    ("quantsaas.migrations.0001_site", "site_name"),
+    ("billing.migrations.0002_seed_plans", "seed"),
+    ("marketdata.migrations.0003_seed_exchanges", "seed"),
+]
+
+
+def reference_data_seed(sender=None, using: str = "default", **kwargs) -> None:
+    from django.apps import apps
+    from django.db import connections
+
+    with connections[using].schema_editor() as schema_editor:
+        for module, function in REFERENCE_DATA_SEEDS:
+            getattr(importlib.import_module(module), function)(apps, schema_editor)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.apps import apps
+    from django.db.models.signals import post_migrate
+
+    # Once per flush: after the last app's post_migrate handlers (sites creates Site 1).
+    last_app = list(apps.get_app_configs())[-1]
+    post_migrate.connect(reference_data_seed, sender=last_app, dispatch_uid="reference-data")
 
 
 @pytest.fixture(autouse=True)

@@ -64,6 +64,10 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.api.authentication.ApiKeyAuthentication"
     name = ["BearerApiKey", "HeaderApiKey"]
 
+    def get_security_requirement(self, auto_schema):
+        # Either header alone authenticates: separate requirements mean OR in OpenAPI.
+        return [{"BearerApiKey": []}, {"HeaderApiKey": []}]
+
     def get_security_definition(self, auto_schema):
         return [
             {

@@ -7,119 +7,307 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(help_text='Stable identifier used in code.', max_length=40, unique=True)),
-                ('name', models.CharField(max_length=80)),
-                ('description', models.CharField(blank=True, max_length=240)),
-                ('price_cents', models.PositiveIntegerField(default=0, help_text='Monthly price in cents.')),
-                ('currency', models.CharField(default='usd', max_length=3)),
-                ('stripe_price_id', models.CharField(blank=True, help_text='Stripe recurring price (price_...). Falls back to the STRIPE_PRICE_<CODE> environment variable when empty.', max_length=100)),
-                ('is_public', models.BooleanField(default=True, help_text='Listed on the pricing page.')),
-                ('requests_per_minute', models.PositiveIntegerField()),
-                ('ws_connections', models.PositiveIntegerField(verbose_name='concurrent WebSocket connections')),
-                ('ws_subscriptions', models.PositiveIntegerField(verbose_name='subscriptions per connection')),
-                ('stream_delay_seconds', models.PositiveIntegerField(default=0)),
-                ('history_days', models.PositiveIntegerField(blank=True, help_text='Depth of history in days; empty means unlimited.', null=True)),
-                ('api_keys', models.PositiveIntegerField(verbose_name='API keys allowed')),
-                ('analytics', models.BooleanField(default=True, verbose_name='analytics allowed')),
-                ('backtests_per_day', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "code",
+                    models.SlugField(
+                        help_text="Stable identifier used in code.", max_length=40, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=80)),
+                ("description", models.CharField(blank=True, max_length=240)),
+                (
+                    "price_cents",
+                    models.PositiveIntegerField(default=0, help_text="Monthly price in cents."),
+                ),
+                ("currency", models.CharField(default="usd", max_length=3)),
+                (
+                    "stripe_price_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Stripe recurring price (price_...). Falls back to the STRIPE_PRICE_<CODE> environment variable when empty.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "is_public",
+                    models.BooleanField(default=True, help_text="Listed on the pricing page."),
+                ),
+                ("requests_per_minute", models.PositiveIntegerField()),
+                (
+                    "ws_connections",
+                    models.PositiveIntegerField(verbose_name="concurrent WebSocket connections"),
+                ),
+                (
+                    "ws_subscriptions",
+                    models.PositiveIntegerField(verbose_name="subscriptions per connection"),
+                ),
+                ("stream_delay_seconds", models.PositiveIntegerField(default=0)),
+                (
+                    "history_days",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Depth of history in days; empty means unlimited.",
+                        null=True,
+                    ),
+                ),
+                ("api_keys", models.PositiveIntegerField(verbose_name="API keys allowed")),
+                ("analytics", models.BooleanField(default=True, verbose_name="analytics allowed")),
+                ("backtests_per_day", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['price_cents', 'pk'],
+                "ordering": ["price_cents", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='PlanOverride',
+            name="PlanOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('until', models.DateTimeField(blank=True, help_text='Empty means until someone removes it.', null=True)),
-                ('reason', models.CharField(max_length=240)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('granted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='plan_overrides', to='accounts.organization')),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='overrides', to='billing.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "until",
+                    models.DateTimeField(
+                        blank=True, help_text="Empty means until someone removes it.", null=True
+                    ),
+                ),
+                ("reason", models.CharField(max_length=240)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "granted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="plan_overrides",
+                        to="accounts.organization",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="overrides",
+                        to="billing.plan",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='StripeCustomer',
+            name="StripeCustomer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_customer_id', models.CharField(max_length=100, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('organization', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='stripe_customer', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stripe_customer_id", models.CharField(max_length=100, unique=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "organization",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stripe_customer",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_event_id', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('type', models.CharField(blank=True, db_index=True, max_length=100)),
-                ('raw_body', models.TextField()),
-                ('payload', models.JSONField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('received', 'Received'), ('invalid_signature', 'Invalid signature'), ('processed', 'Processed'), ('ignored', 'Ignored (type not handled)'), ('duplicate', 'Duplicate delivery'), ('failed', 'Failed')], db_index=True, default='received', max_length=24)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('received_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stripe_event_id", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("type", models.CharField(blank=True, db_index=True, max_length=100)),
+                ("raw_body", models.TextField()),
+                ("payload", models.JSONField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("invalid_signature", "Invalid signature"),
+                            ("processed", "Processed"),
+                            ("ignored", "Ignored (type not handled)"),
+                            ("duplicate", "Duplicate delivery"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="received",
+                        max_length=24,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                (
+                    "received_at",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-received_at', '-pk'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('stripe_event_id', ''), _negated=True), fields=('stripe_event_id',), name='unique_verified_stripe_event')],
+                "ordering": ["-received_at", "-pk"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("stripe_event_id", ""), _negated=True),
+                        fields=("stripe_event_id",),
+                        name="unique_verified_stripe_event",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_subscription_id', models.CharField(max_length=100, unique=True)),
-                ('stripe_customer_id', models.CharField(max_length=100)),
-                ('stripe_price_id', models.CharField(blank=True, max_length=100)),
-                ('status', models.CharField(choices=[('incomplete', 'Incomplete'), ('incomplete_expired', 'Incomplete, expired'), ('trialing', 'Trialing'), ('active', 'Active'), ('past_due', 'Past due'), ('canceled', 'Canceled'), ('unpaid', 'Unpaid'), ('paused', 'Paused')], max_length=24)),
-                ('current_period_start', models.DateTimeField(blank=True, null=True)),
-                ('current_period_end', models.DateTimeField(blank=True, null=True)),
-                ('cancel_at_period_end', models.BooleanField(default=False)),
-                ('canceled_at', models.DateTimeField(blank=True, null=True)),
-                ('past_due_since', models.DateTimeField(blank=True, help_text='When Stripe first reported past_due; starts the grace.', null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('synced_at', models.DateTimeField(default=django.utils.timezone.now, help_text='Last read from Stripe.')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='accounts.organization')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='subscriptions', to='billing.plan')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("stripe_subscription_id", models.CharField(max_length=100, unique=True)),
+                ("stripe_customer_id", models.CharField(max_length=100)),
+                ("stripe_price_id", models.CharField(blank=True, max_length=100)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("incomplete", "Incomplete"),
+                            ("incomplete_expired", "Incomplete, expired"),
+                            ("trialing", "Trialing"),
+                            ("active", "Active"),
+                            ("past_due", "Past due"),
+                            ("canceled", "Canceled"),
+                            ("unpaid", "Unpaid"),
+                            ("paused", "Paused"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("current_period_start", models.DateTimeField(blank=True, null=True)),
+                ("current_period_end", models.DateTimeField(blank=True, null=True)),
+                ("cancel_at_period_end", models.BooleanField(default=False)),
+                ("canceled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "past_due_since",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When Stripe first reported past_due; starts the grace.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "synced_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="Last read from Stripe."
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subscriptions",
+                        to="accounts.organization",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="subscriptions",
+                        to="billing.plan",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['organization', 'status'], name='billing_sub_organiz_e1331c_idx')],
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["organization", "status"], name="billing_sub_organiz_e1331c_idx"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageDaily',
+            name="UsageDaily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('date', models.DateField()),
-                ('api_requests', models.PositiveBigIntegerField(default=0)),
-                ('stream_messages', models.PositiveBigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage', to='accounts.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("date", models.DateField()),
+                ("api_requests", models.PositiveBigIntegerField(default=0)),
+                ("stream_messages", models.PositiveBigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="usage",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'daily usage',
-                'ordering': ['-date'],
-                'constraints': [models.UniqueConstraint(fields=('organization', 'date'), name='unique_usage_day')],
+                "verbose_name_plural": "daily usage",
+                "ordering": ["-date"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("organization", "date"), name="unique_usage_day"
+                    )
+                ],
             },
         ),
     ]

@@ -37,7 +37,8 @@ def checkout_session_create(*, organization: Organization, plan: Plan, user: Use
             "customer": customer.stripe_customer_id,
             "client_reference_id": str(organization.pk),
             "line_items": [{"price": plan.price_id, "quantity": 1}],
-            "success_url": _absolute(reverse("billing_success")) + "?session_id={CHECKOUT_SESSION_ID}",
+            "success_url": _absolute(reverse("billing_success"))
+            + "?session_id={CHECKOUT_SESSION_ID}",
             "cancel_url": _absolute(reverse("billing_cancel")),
             "metadata": metadata,
             "subscription_data": {"metadata": metadata},

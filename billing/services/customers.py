@@ -9,7 +9,9 @@ from billing.models import StripeCustomer
 from billing.stripe_client import stripe_client
 
 
-def stripe_customer_ensure(*, organization: Organization, user: User | None = None) -> StripeCustomer:
+def stripe_customer_ensure(
+    *, organization: Organization, user: User | None = None
+) -> StripeCustomer:
     """The organization's Stripe customer, created in Stripe on first need.
 
     The idempotency key makes a double click (or two managers at once) create one

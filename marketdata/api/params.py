@@ -11,6 +11,7 @@ import binascii
 import re
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketdata.candles import INTERVALS_MS
@@ -20,6 +21,12 @@ MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
 
 
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
+        "description": "Milliseconds since the Unix epoch (UTC), or an ISO 8601 timestamp.",
+    }
+)
 class TimestampField(serializers.Field):
     default_error_messages = {
         "invalid": "Use integer milliseconds since the Unix epoch or an ISO 8601 time.",

@@ -1,13 +1,25 @@
 """Publishing normalised events to the Channels groups the stream consumer joins.
 
-Messages have ``type`` ``market.event`` (the consumer's ``market_event``
-handler), the public ``channel`` name, a per-channel ``seq`` from this
-publisher, and ``data`` in the public JSON shapes of API.md.
+Messages have ``type`` ``market.event``, the public ``channel`` name, a
+per-channel ``seq``, ``ts`` (publish time, ms) and ``data`` in the public JSON
+shapes of API.md.
+
+Batching: one message per channel per BATCH_WINDOW_SECONDS carrying everything
+of the window, because each message costs every subscribed server a wake-up
+and every client a frame (docs/streaming.md has the measurements). ``data`` is
+a list of records for trades (and ofi, vpin), a list of candles (latest version
+of each minute) for candles_1m, and the latest state for book and ticker. Every
+record gets ``recv_ts``, when we received it. ``seq`` counts messages, not
+records, and is assigned here, by the one feed runner that owns the stream, so
+every server and every delayed copy carry the same numbers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import time
 from collections import defaultdict
 
 from channels.layers import get_channel_layer
@@ -17,6 +29,8 @@ from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeReco
 
 logger = logging.getLogger(__name__)
 MESSAGE_TYPE = "market.event"
+BATCH_WINDOW_SECONDS = float(os.environ.get("STREAM_BATCH_MS", "50")) / 1000
+LATEST_STATE_KINDS = frozenset({"book", "ticker"})
 
 
 def trade_payload(t: TradeRecord) -> dict:
@@ -55,18 +69,84 @@ def candle_payload(c: CandleRecord) -> dict:
     }
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _stamped(record, received: int):
+    return {**record, "recv_ts": received} if isinstance(record, dict) else record
+
+
+class _Batch:
+    __slots__ = ("data", "kind")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.data = None if kind in LATEST_STATE_KINDS else []
+
+    def add(self, data, received: int) -> None:
+        if self.kind in LATEST_STATE_KINDS:
+            self.data = _stamped(data, received)
+            return
+        records = data if isinstance(data, list) else [data]
+        stamped = [_stamped(r, received) for r in records]
+        if self.kind == "candles_1m":
+            for candle in stamped:  # one entry per minute: its latest version
+                if self.data and self.data[-1].get("ts") == candle.get("ts"):
+                    self.data[-1] = candle
+                else:
+                    self.data.append(candle)
+        else:
+            self.data.extend(stamped)
+
+
 class Publisher:
-    def __init__(self, layer=None) -> None:
+    def __init__(self, layer=None, *, window_seconds: float | None = None) -> None:
         self.layer = layer if layer is not None else get_channel_layer()
         self.seq: dict[str, int] = defaultdict(int)
+        self.window = BATCH_WINDOW_SECONDS if window_seconds is None else window_seconds
+        self._batches: dict[str, _Batch] = {}
+        self._flusher: asyncio.Task | None = None
 
     async def publish(self, kind: str, exchange: str, symbol: str, data) -> None:
+        """Queue `data` for the channel's next batch (sent within the window)."""
         if self.layer is None:
             return
         channel = channel_name(kind, exchange, symbol)
-        self.seq[channel] += 1
-        message = {"type": MESSAGE_TYPE, "channel": channel, "seq": self.seq[channel], "data": data}
+        batch = self._batches.get(channel)
+        if batch is None:
+            batch = self._batches[channel] = _Batch(kind)
+        batch.add(data, _now_ms())
+        if self.window <= 0:
+            await self.flush()
+        elif self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
         try:
-            await self.layer.group_send(channel_group(channel), message)
-        except Exception:  # a full or flaky layer must not stop ingest; storage is the record
-            logger.warning("publish to %s failed", channel, exc_info=True)
+            while True:
+                await asyncio.sleep(self.window)
+                await self.flush()
+                if not self._batches:  # records that arrived during the flush go next round
+                    return
+        finally:
+            self._flusher = None
+
+    async def flush(self) -> None:
+        """Send every pending batch now (also what a clean shutdown calls)."""
+        batches, self._batches = self._batches, {}
+        for channel, batch in batches.items():
+            if batch.data is None or batch.data == []:
+                continue
+            self.seq[channel] += 1
+            message = {
+                "type": MESSAGE_TYPE,
+                "channel": channel,
+                "seq": self.seq[channel],
+                "ts": _now_ms(),
+                "data": batch.data,
+            }
+            try:
+                await self.layer.group_send(channel_group(channel), message)
+            except Exception:  # a full or flaky layer must not stop ingest; storage is the record
+                logger.warning("publish to %s failed", channel, exc_info=True)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 KINDS = ("trades", "book", "ticker")
 HEALTH_INTERVAL_SECONDS = 1.0
+PROGRESS_LOG_SECONDS = 30.0
 
 
 class ClientFactory:
@@ -145,7 +146,7 @@ async def feeds_run(
     ]
     writer_task = asyncio.create_task(writer.run(writer_stop), name="trade-writer")
     healths = [s.health for s in streams]
-    health_task = asyncio.create_task(_health_loop(healths, stop), name="feed-health")
+    health_task = asyncio.create_task(_health_loop(healths, stop, writer), name="feed-health")
     try:
         await stop.wait()
     finally:
@@ -155,6 +156,8 @@ async def feeds_run(
         await asyncio.gather(*tasks, return_exceptions=True)
         if hasattr(factory, "aclose"):
             await factory.aclose()
+        if hasattr(ctx.publisher, "flush"):
+            await ctx.publisher.flush()  # the last batch of each channel goes out too
         writer_stop.set()  # only now: every trade the streams accepted gets flushed
         await asyncio.gather(writer_task, health_task, return_exceptions=True)
         for health in healths:
@@ -170,8 +173,22 @@ async def _health_write(healths: list[StreamHealth]) -> None:
         logger.warning("writing feed health failed", exc_info=True)
 
 
-async def _health_loop(healths: list[StreamHealth], stop: asyncio.Event) -> None:
+async def _health_loop(
+    healths: list[StreamHealth], stop: asyncio.Event, writer: TradeWriter
+) -> None:
+    loop = asyncio.get_running_loop()
+    next_log = loop.time() + PROGRESS_LOG_SECONDS
     while not stop.is_set():
         await _health_write(healths)
+        if loop.time() >= next_log:
+            next_log = loop.time() + PROGRESS_LOG_SECONDS
+            logger.info(
+                "feeds: %d/%d streams connected, %d messages, %d trades stored, %d gaps repaired",
+                sum(h.connected for h in healths),
+                len(healths),
+                sum(h.messages for h in healths),
+                writer.stored,
+                sum(h.gaps_repaired for h in healths),
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), HEALTH_INTERVAL_SECONDS)

@@ -24,6 +24,7 @@ from marketdata.feeds.backoff import Backoff
 from marketdata.feeds.base import BookOutOfSync, FeedClient, FeedError
 from marketdata.feeds.config import ExchangeConfig
 from marketdata.feeds.health import StreamHealth
+from marketdata.feeds.live_candles import live_candle_put
 from marketdata.feeds.publish import (
     Publisher,
     book_payload,
@@ -223,8 +224,10 @@ class TradeStream:
             )
         candle = CandleRecord(**{**_fields(candle), "is_final": False})
         self.ctx.live_candles[key] = candle
-        await self.ctx.publisher.publish(
-            "candles_1m", self.config.id, self.symbol, candle_payload(candle)
+        payload = candle_payload(candle)
+        await self.ctx.publisher.publish("candles_1m", self.config.id, self.symbol, payload)
+        await sync_to_async(live_candle_put)(
+            exchange=self.config.id, symbol=self.symbol, candle=payload
         )
 
 

@@ -95,6 +95,7 @@ class FakeBinance:
         self.depth_requests = 0
         self.requests: list[str] = []
         self.accepting = True
+        self.connections = 0  # websocket connections accepted so far
         self._sockets: dict[web.WebSocketResponse, set[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -340,6 +341,7 @@ class FakeBinance:
             return web.Response(status=503, text="maintenance")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
+        self.connections += 1
         self._sockets[ws] = set()
         try:
             async for msg in ws:

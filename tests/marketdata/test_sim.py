@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from dataclasses import replace
@@ -49,7 +50,7 @@ def test_market_orders_arrive_as_a_poisson_process_at_the_configured_rate():
     expected = calm.trade_rate * seconds
 
     assert abs(len(arrivals) - expected) < 5 * expected**0.5
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     coefficient_of_variation = statistics.pstdev(gaps) / statistics.mean(gaps)
     assert 0.85 < coefficient_of_variation < 1.15  # exponential inter-arrival times
 

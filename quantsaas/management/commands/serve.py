@@ -10,6 +10,7 @@ start the same commands.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -31,6 +32,10 @@ DEFAULT_PORT = 8000
 def _browsable(host: str) -> str:
     """The address to print: a wildcard bind is reached through the loopback address."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+# The only exchange reachable without the internet; real exchanges run in the real topology.
+EMBEDDED_FEED_EXCHANGE = "sim"
 
 
 class Command(BaseCommand):
@@ -97,6 +102,34 @@ class Command(BaseCommand):
         self._say("\n".join(lines))
 
     # --- embedded: one process --------------------------------------------------------------
+    def _on_listening(self, *, host: str, port: int, logins: dict | None) -> None:
+        self._banner(host=host, port=port, logins=logins)
+        self._feeds_start_in_process()
+
+    def _feeds_start_in_process(self) -> None:
+        """Embedded mode runs the `sim` feed runner on daphne's own event loop.
+
+        Twisted's asyncio reactor drives that loop, so the runner is an ordinary task; a
+        shutdown trigger stops it and waits for its buffered trades to be written.
+        """
+        import asyncio
+
+        from twisted.internet import defer, reactor
+
+        from marketdata.feeds.runner import feeds_run
+
+        stop = asyncio.Event()
+        task = asyncio.get_event_loop().create_task(
+            feeds_run(shard=None, exchange=EMBEDDED_FEED_EXCHANGE, stop_event=stop)
+        )
+        self._say(f"Feed runner started in this process ({EMBEDDED_FEED_EXCHANGE}).")
+
+        def stop_feeds() -> defer.Deferred:
+            stop.set()
+            return defer.Deferred.fromFuture(task)
+
+        reactor.addSystemEventTrigger("before", "shutdown", stop_feeds)
+
     def _serve_embedded(self, *, host: str, port: int, logins: dict | None) -> None:
         # Imported here: daphne.server installs Twisted's asyncio reactor on import,
         # which only the serving process should do.
@@ -117,12 +150,20 @@ class Command(BaseCommand):
             endpoints=build_endpoint_description_strings(host=host, port=port),
             signal_handlers=True,  # Ctrl-C and SIGTERM stop the reactor cleanly
             action_logger=AccessLogGenerator(sys.stdout),
-            ready_callable=lambda: self._banner(host=host, port=port, logins=logins),
+            ready_callable=lambda: self._on_listening(host=host, port=port, logins=logins),
         )
         server.run()
         if not server.listening_addresses:
             raise CommandError(f"Could not listen on {host}:{port}. Is the port in use? Set PORT.")
         self._say("Stopped.")
+        # The reactor has stopped and every request is finished; what is left is interpreter
+        # teardown, where a finalizer of Twisted's asyncio reactor can block for good (seen
+        # under load). Ctrl-C must end the process, so close what we own and exit now.
+        connections.close_all()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     # --- real topology: the Procfile through honcho -----------------------------------------
     def _serve_procfile(self, *, host: str, port: int, logins: dict | None) -> None:

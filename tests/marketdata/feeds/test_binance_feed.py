@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 
 from marketdata.feeds.groups import group_for
 from marketdata.feeds.health import feed_health
+from marketdata.feeds.live_candles import live_candle_get
 from marketdata.live import live_book_get, live_ticker_get
 from marketdata.models import Ticker
 from tests.marketdata.feeds.conftest import (
@@ -56,6 +57,7 @@ async def test_trades_books_and_tickers_arrive_normalised_stored_and_published(
             what="live ticker",
         )
         message = await asyncio.wait_for(layer.receive(listener), 5)
+        candle = await sync_to_async(live_candle_get)(exchange="binance", symbol="BTC/USDT")
 
     fake_book = fake_binance.books[SYMBOL]
     best_bid = max(fake_book.bids, key=float)
@@ -69,9 +71,11 @@ async def test_trades_books_and_tickers_arrive_normalised_stored_and_published(
     assert (ticker.bid, ticker.ask) == (float(best_bid), float(best_ask))
     assert await sync_to_async(Ticker.objects.filter(instrument=binance_btc).exists)()
 
+    assert candle["close"] == float(last.price) and candle["is_final"] is False
     assert message["channel"] == "trades.binance.BTC-USDT"
     first = fake_binance.published_tape(SYMBOL)[0]
-    assert message["data"][0] == {
+    published = {k: message["data"][0][k] for k in ("id", "ts", "price", "size", "side")}
+    assert published == {
         "id": str(first.id),
         "ts": first.time,
         "price": float(first.price),
@@ -162,3 +166,23 @@ def _reported(condition):
 def _book_with_nonce(nonce: int):
     book = live_book_get(exchange="binance", symbol="BTC/USDT")
     return book if book is not None and book.seq == nonce else None
+
+
+async def test_watchdog_restarts_a_stream_that_goes_quiet(fake_binance, binance_btc, monkeypatch):
+    from dataclasses import replace
+
+    from marketdata.feeds import config
+
+    monkeypatch.setitem(
+        config.EXCHANGES, "binance", replace(config.EXCHANGES["binance"], quiet_seconds=1.0)
+    )
+    async with running_feeds(exchange="binance", kinds=("trades",)):
+        streams = {"btcusdt@aggTrade"}
+        await wait_until(subscribed(fake_binance, streams), what="subscription")
+        await emit(fake_binance, "emit_trades", SYMBOL, 3)
+        # Nothing more is sent: the connection is open but silent, as a half-open one is.
+        await wait_until(lambda: fake_binance.connections >= 2, what="a fresh connection")
+        await wait_until(subscribed(fake_binance, streams), what="resubscription")
+        await emit(fake_binance, "emit_trades", SYMBOL, 3)
+        tape = tape_rows(fake_binance.published_tape(SYMBOL))
+        await wait_until(lambda: _equal(stored_trades(binance_btc), tape), what="all trades")

@@ -1,0 +1,10 @@
+"""The live WebSocket stream, ``/ws/v1/stream`` (API.md; customer guide in docs/streaming.md).
+
+- ``protocol``: parsing and validating what clients send.
+- ``frames``: what the server sends, serialised once with orjson.
+- ``quotas``: connection slots (atomic in Redis), message-rate token bucket.
+- ``hub``: one per process (event loop): joins each Channels group once, fans
+  every published message out to the local connections, keeps the delay lines.
+- ``connection``: one client's bounded outgoing queue, sender and lag handling.
+- ``consumer``: the Channels consumer, thin: authenticate, enforce, call the hub.
+"""

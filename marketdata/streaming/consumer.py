@@ -1,0 +1,254 @@
+"""``/ws/v1/stream``: authenticate, enforce the plan, hand subscriptions to the hub.
+
+Thin by design: parsing lives in ``protocol``, limits in ``quotas``, fan-out in
+``hub``. The consumer holds no channel-layer channel of its own
+(``channel_layer_alias`` names no layer): the process's hub is the only
+channel-layer client, which is what keeps 500 clients cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from marketdata.streaming import frames
+from marketdata.streaming.access import (
+    CLOSE_NOT_AUTHENTICATED,
+    CLOSE_PLAN,
+    ApiKeyError,
+    Held,
+    StreamPrincipal,
+    handshake_key,
+    principal_from_key,
+    principal_from_session,
+    principals_recheck,
+)
+from marketdata.streaming.connection import Connection
+from marketdata.streaming.hub import Hub, hub_get
+from marketdata.streaming.protocol import (
+    ClientMessage,
+    ProtocolError,
+    channel_kind,
+    channels_unknown,
+    message_parse,
+)
+from marketdata.streaming.quotas import QuotaUnavailable, TokenBucket
+
+logger = logging.getLogger(__name__)
+
+AUTH_TIMEOUT_SECONDS = 10.0
+CLOSE_QUOTA = 4008
+CLOSE_RATE = 4029
+CLOSE_TRY_LATER = 1013
+MESSAGE_RATE = 10.0  # client messages per second, sustained
+MESSAGE_BURST = 50.0
+ANALYTICS_KINDS = frozenset({"ofi", "vpin"})
+
+
+async def _recheck(connections: list[Connection]) -> dict[Connection, tuple[int, str]]:
+    held = {
+        c.id: Held(
+            organization_id=c.organization_id,
+            api_key_id=c.api_key_id,
+            user_id=c.user_id,
+            delay_seconds=c.delay,
+            subscriptions=len(c.channels),
+            uses_analytics=any(channel_kind(ch) in ANALYTICS_KINDS for ch in c.channels),
+        )
+        for c in connections
+        if not c.closed
+    }
+    if not held:
+        return {}
+    closing = await sync_to_async(principals_recheck, thread_sensitive=False)(held=held)
+    by_id = {c.id: c for c in connections}
+    return {by_id[conn_id]: verdict for conn_id, verdict in closing.items()}
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = "stream-consumers-use-the-hub"  # no per-connection layer channel
+
+    async def connect(self) -> None:
+        self.hub: Hub = hub_get()
+        self.hub._recheck = _recheck
+        self.conn: Connection | None = None
+        self.principal: StreamPrincipal | None = None
+        self.bucket = TokenBucket(rate=MESSAGE_RATE, burst=MESSAGE_BURST)
+        self.auth_deadline: asyncio.Task | None = None
+        self.ending = False
+        # Browsers authenticate with the session cookie; AllowedHostsOriginValidator (asgi.py)
+        # refuses other sites' pages, so a cookie cannot be ridden cross-site.
+        await self.accept()
+        raw_key = handshake_key(self.scope)
+        if raw_key is not None:
+            await self._authenticate_key(raw_key)
+            return
+        session = self.scope.get("session")
+        organization_id = session.get("organization_id") if session is not None else None
+        principal = await sync_to_async(principal_from_session)(
+            user=self.scope.get("user"), organization_id=organization_id
+        )
+        if principal is not None:
+            await self._start(principal)
+        else:
+            self.auth_deadline = asyncio.ensure_future(self._close_unauthenticated())
+
+    async def _close_unauthenticated(self) -> None:
+        await asyncio.sleep(AUTH_TIMEOUT_SECONDS)
+        if self.conn is None:
+            await self._refuse(CLOSE_NOT_AUTHENTICATED, "not_authenticated", "Authenticate first.")
+
+    async def _authenticate_key(self, raw_key: str) -> None:
+        try:
+            principal = await sync_to_async(principal_from_key)(raw_key=raw_key)
+        except ApiKeyError as exc:
+            await self._refuse(CLOSE_NOT_AUTHENTICATED, "authentication_failed", str(exc))
+            return
+        await self._start(principal)
+
+    async def _refuse(self, code: int, error_code: str, message: str, **details) -> None:
+        self.ending = True
+        with contextlib.suppress(Exception):
+            await self.send(frames.error(code=error_code, message=message, details=details))
+            await self.close(code=code, reason=message[:120])
+
+    async def _start(self, principal: StreamPrincipal) -> None:
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()
+        plan = principal.entitlements
+        connection_id = uuid.uuid4().hex
+        try:
+            slot = await self.hub.slots.acquire(
+                organization_id=principal.organization_id,
+                connection_id=connection_id,
+                limit=plan.ws_connections,
+            )
+        except QuotaUnavailable:
+            logger.warning("stream: quota store unavailable, refusing connection")
+            await self._refuse(CLOSE_TRY_LATER, "unavailable", "Try again shortly.")
+            return
+        if not slot.acquired:
+            await self._refuse(
+                CLOSE_QUOTA,
+                "quota_exceeded",
+                f"Your plan allows {plan.ws_connections} concurrent connections.",
+                limit=plan.ws_connections,
+            )
+            return
+        self.principal = principal
+        conn = Connection(
+            connection_id=connection_id,
+            organization_id=principal.organization_id,
+            delay_seconds=plan.stream_delay_seconds,
+            send=self.base_send,
+            close=self._close_from_hub,
+            snapshot_for=self.hub.snapshot_for,
+        )
+        conn.api_key_id, conn.user_id = principal.api_key_id, principal.user_id
+        self.conn = conn
+        self.hub.connection_add(conn)
+        conn.push(
+            frames.welcome(
+                plan=plan.plan,
+                connections=plan.ws_connections,
+                subscriptions=plan.ws_subscriptions,
+                delay_seconds=plan.stream_delay_seconds,
+            )
+        )
+
+    async def _close_from_hub(self, code: int, reason: str) -> None:
+        self.ending = True
+        await self.close(code=code, reason=reason[:120])
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        if self.ending:
+            return
+        # Abuse protection before any parsing: the budget is per connection, in process.
+        if not self.bucket.take():
+            if self.conn is not None:
+                await self.conn.close(CLOSE_RATE, "Message rate exceeded.")
+            else:
+                await self._refuse(CLOSE_RATE, "rate_limited", "Message rate exceeded.")
+            return
+        try:
+            message = message_parse(text=text_data, data=bytes_data)
+        except ProtocolError as exc:
+            await self._reply(frames.error(code="invalid", message=str(exc), details=exc.details))
+            return
+        if self.conn is None:
+            if message.op == "auth":
+                await self._authenticate_key(message.key or "")
+            else:
+                await self.send(
+                    frames.error(code="not_authenticated", message="Authenticate first.")
+                )
+            return
+        await self._handle(message)
+
+    async def _reply(self, frame: str) -> None:
+        if self.conn is not None:
+            self.conn.push(frame)  # in order with the data frames already queued
+        else:
+            await self.send(frame)
+
+    async def _handle(self, message: ClientMessage) -> None:
+        conn = self.conn
+        if message.op == "ping":
+            conn.push(frames.pong(ping_id=message.ping_id))
+        elif message.op == "auth":
+            conn.push(frames.error(code="invalid", message="Already authenticated."))
+        elif message.op == "subscribe":
+            await self._subscribe(message.channels)
+        elif message.op == "unsubscribe":
+            held = [c for c in message.channels if c in conn.channels]
+            conn.push(frames.unsubscribed(held))
+            await self.hub.unsubscribe(conn, held)
+
+    async def _subscribe(self, channels: list[str]) -> None:
+        conn, plan = self.conn, self.principal.entitlements
+        unknown = channels_unknown(channels, instruments=await self.hub.instruments())
+        if unknown:
+            conn.push(
+                frames.error(
+                    code="unknown_channel",
+                    message="Unknown channels; nothing was subscribed.",
+                    details={"channels": unknown},
+                )
+            )
+            return
+        analytics = [c for c in channels if channel_kind(c) in ANALYTICS_KINDS]
+        if analytics and not plan.analytics:
+            conn.push(
+                frames.error(
+                    code="plan_required",
+                    message="Your plan does not include analytics channels.",
+                    details={"channels": analytics},
+                )
+            )
+            await conn.close(CLOSE_PLAN, "Plan does not include analytics.")
+            return
+        new = [c for c in channels if c not in conn.channels]
+        if len(conn.channels) + len(new) > plan.ws_subscriptions:
+            conn.push(
+                frames.error(
+                    code="quota_exceeded",
+                    message=f"Your plan allows {plan.ws_subscriptions} subscriptions "
+                    "per connection; nothing was subscribed.",
+                    details={"limit": plan.ws_subscriptions, "subscribed": len(conn.channels)},
+                )
+            )
+            return
+        conn.push(frames.subscribed(channels))
+        await self.hub.subscribe(conn, new)
+
+    async def disconnect(self, code: int) -> None:
+        self.ending = True
+        if self.auth_deadline is not None:
+            self.auth_deadline.cancel()
+        if self.conn is not None:
+            await self.hub.connection_remove(self.conn)

@@ -1,0 +1,394 @@
+"""The per-process fan-out hub: one per event loop (one per daphne process).
+
+The hub, not each connection, is the channel layer's client. It owns one
+channel-layer channel and adds it to a channel's group when the first local
+connection subscribes, and discards it when the last one leaves, so Redis sees
+one subscription per process per channel and a mass disconnect costs one
+``group_discard`` per channel, not one per client. Each published message is
+serialised once (``Event``) and the same frame string goes to every local
+subscriber's queue.
+
+Delayed plans: the hub keeps one delay line per delay value in use. Every
+message of every joined channel enters each line and is released when its
+publish time plus the delay has passed, with its original ``seq``. A delayed
+connection's snapshots come from what its line has released, never from the
+real-time state, so nothing real-time reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from marketdata.feeds.groups import channel_group
+from marketdata.streaming import frames
+from marketdata.streaming.connection import LAG_CLOSE_SECONDS, Connection
+from marketdata.streaming.protocol import STATEFUL_KINDS, InstrumentCatalog, channel_kind
+from marketdata.streaming.quotas import SLOT_REFRESH_SECONDS, gather_bounded, slots_for_settings
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+RECHECK_SECONDS = 3.0
+USAGE_FLUSH_SECONDS = 5.0
+MAINTENANCE_SECONDS = 1.0
+CLOSE_LAGGING = 4029
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Event:
+    """One published message, serialised at most twice (update, and snapshot if asked)."""
+
+    __slots__ = ("_snapshot", "channel", "data", "records", "seq", "ts", "update_frame")
+
+    def __init__(self, *, channel: str, seq: int, data: Any, ts: int) -> None:
+        self.channel, self.seq, self.data, self.ts = channel, seq, data, ts
+        self.records = len(data) if isinstance(data, list) else 1
+        self.update_frame = frames.update(channel=channel, seq=seq, data=data)
+        self._snapshot: str | None = None
+
+    @property
+    def snapshot_frame(self) -> str:
+        if self._snapshot is None:
+            self._snapshot = frames.snapshot(channel=self.channel, seq=self.seq, data=self.data)
+        return self._snapshot
+
+
+class DelayLine:
+    """Messages waiting out one delay value, released in publish order."""
+
+    def __init__(self, hub: Hub, delay_seconds: int) -> None:
+        self.hub, self.delay = hub, delay_seconds
+        self.entries: deque[tuple[int, Event]] = deque()
+        self.latest: dict[str, Event] = {}  # released state of stateful channels
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    def push(self, event: Event) -> None:
+        self.entries.append((event.ts + self.delay * 1000, event))
+        self._wakeup.set()
+
+    def forget(self, channel: str) -> None:
+        self.latest.pop(channel, None)
+        self.entries = deque(e for e in self.entries if e[1].channel != channel)
+
+    async def _run(self) -> None:
+        while True:
+            if not self.entries:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            wait_ms = self.entries[0][0] - now_ms()
+            if wait_ms > 0:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait_ms / 1000)
+                continue
+            now = now_ms()
+            subscribers = self.hub.subscribers.get(self.delay, {})
+            while self.entries and self.entries[0][0] <= now:
+                _, event = self.entries.popleft()
+                if channel_kind(event.channel) in STATEFUL_KINDS:
+                    self.latest[event.channel] = event
+                for conn in subscribers.get(event.channel, ()):
+                    conn.deliver(event)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+class Hub:
+    def __init__(self, layer=None, slots=None) -> None:
+        self.layer = layer if layer is not None else get_channel_layer()
+        self.slots = slots if slots is not None else slots_for_settings()
+        self.connections: set[Connection] = set()
+        # delay seconds -> channel -> connections (0 = real time)
+        self.subscribers: dict[int, dict[str, set[Connection]]] = {}
+        self.latest: dict[str, Event] = {}  # real-time state of joined stateful channels
+        self.lines: dict[int, DelayLine] = {}
+        self.joined: set[str] = set()
+        self.catalog = InstrumentCatalog()
+        self.hub_channel: str | None = None
+        self.messages_received = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reader: asyncio.Task | None = None
+        self._maintenance: asyncio.Task | None = None
+        self._pending_release: dict[int, set[str]] = {}
+        self._release_task: asyncio.Task | None = None
+        self._usage: Counter[int] = Counter()
+        self._recheck = None  # set by the consumer module: (connections) -> {conn: (code, why)}
+        self._last = {"refresh": 0.0, "recheck": 0.0, "usage": 0.0, "groups": time.monotonic()}
+
+    # --- connections --------------------------------------------------------------------
+    def connection_add(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self.subscribers.setdefault(conn.delay, {})
+        if conn.delay and conn.delay not in self.lines:
+            self.lines[conn.delay] = DelayLine(self, conn.delay)
+        if self._maintenance is None or self._maintenance.done():
+            self._maintenance = asyncio.ensure_future(self._maintain())
+        conn.start()
+
+    async def connection_remove(self, conn: Connection) -> None:
+        """Idempotent: called on disconnect, and again harmlessly on any other close path."""
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        self._usage[conn.organization_id] += conn.delivered
+        conn.delivered = 0
+        channels = list(conn.channels)
+        conn.channels.clear()
+        await conn.stop()
+        self.slot_release(organization_id=conn.organization_id, connection_id=conn.id)
+        for channel in channels:
+            self.subscribers.get(conn.delay, {}).get(channel, set()).discard(conn)
+        await gather_bounded([self._sync_group(channel) for channel in channels])
+        if conn.delay and not any(c.delay == conn.delay for c in self.connections):
+            line = self.lines.pop(conn.delay, None)
+            if line is not None:
+                line.stop()
+
+    def slot_release(self, *, organization_id: int, connection_id: str) -> None:
+        """Batched: a mass disconnect becomes one ZREM per organization."""
+        self._pending_release.setdefault(organization_id, set()).add(connection_id)
+        if self._release_task is None or self._release_task.done():
+            self._release_task = asyncio.ensure_future(self._release_pending())
+
+    async def _release_pending(self) -> None:
+        await asyncio.sleep(0)  # let the rest of a burst join this batch
+        while self._pending_release:
+            pending, self._pending_release = self._pending_release, {}
+            results = await gather_bounded(
+                [
+                    self.slots.release(organization_id=org, connection_ids=sorted(ids))
+                    for org, ids in pending.items()
+                ]
+            )
+            for result in results:
+                if isinstance(result, BaseException):  # the TTL frees it anyway
+                    logger.warning("stream slot release failed: %s", result)
+
+    async def instruments(self) -> set[tuple[str, str]]:
+        if self.catalog.stale():
+            await sync_to_async(self.catalog.load)()
+        return self.catalog.pairs
+
+    # --- subscriptions --------------------------------------------------------------------
+    def snapshot_for(self, channel: str, delay: int) -> Event | None:
+        if delay == 0:
+            return self.latest.get(channel)
+        line = self.lines.get(delay)
+        return None if line is None else line.latest.get(channel)
+
+    async def subscribe(self, conn: Connection, channels: list[str]) -> None:
+        for channel in channels:
+            if channel in conn.channels:
+                continue
+            conn.channels.add(channel)
+            self.subscribers.setdefault(conn.delay, {}).setdefault(channel, set()).add(conn)
+            if channel_kind(channel) in STATEFUL_KINDS:
+                event = self.snapshot_for(channel, conn.delay)
+                if event is not None:
+                    conn.push(event.snapshot_frame)
+                    conn.delivered += 1
+                else:  # the first message to arrive is sent as the snapshot
+                    conn.snapshot_pending.add(channel)
+        await gather_bounded([self._sync_group(channel) for channel in channels])
+
+    async def unsubscribe(self, conn: Connection, channels: list[str]) -> None:
+        for channel in channels:
+            conn.channels.discard(channel)
+            conn.snapshot_pending.discard(channel)
+            conn.lag.pop(channel, None)
+            self.subscribers.get(conn.delay, {}).get(channel, set()).discard(conn)
+        await gather_bounded([self._sync_group(channel) for channel in channels])
+
+    def _wanted(self, channel: str) -> bool:
+        return any(by_channel.get(channel) for by_channel in self.subscribers.values())
+
+    async def _sync_group(self, channel: str) -> None:
+        """Join or leave `channel`'s group so membership matches local interest."""
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            wanted = self._wanted(channel)
+            if wanted and channel not in self.joined:
+                await self._ensure_reader()
+                await self.layer.group_add(channel_group(channel), self.hub_channel)
+                self.joined.add(channel)
+            elif not wanted and channel in self.joined:
+                self.joined.discard(channel)
+                self.latest.pop(channel, None)  # stale once we stop listening
+                for line in self.lines.values():
+                    line.forget(channel)
+                for by_channel in self.subscribers.values():
+                    by_channel.pop(channel, None)
+                try:
+                    await self.layer.group_discard(channel_group(channel), self.hub_channel)
+                except Exception:  # group expiry removes it anyway; log and go on
+                    logger.warning("group_discard %s failed", channel, exc_info=True)
+        if not self._wanted(channel) and channel not in self.joined:
+            self._locks.pop(channel, None)
+
+    # --- receiving ------------------------------------------------------------------------
+    async def _ensure_reader(self) -> None:
+        if self.hub_channel is None:
+            self.hub_channel = await self.layer.new_channel("stream-hub.")
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.hub_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("stream hub: channel layer receive failed", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                self.dispatch(message)
+            except Exception:
+                logger.exception("stream hub: bad message %r", message)
+
+    def dispatch(self, message: dict) -> None:
+        channel = message["channel"]
+        if channel not in self.joined:
+            return  # in flight while we left the group
+        self.messages_received += 1
+        event = Event(
+            channel=channel,
+            seq=message["seq"],
+            data=message["data"],
+            ts=message.get("ts") or now_ms(),
+        )
+        if channel_kind(channel) in STATEFUL_KINDS:
+            self.latest[channel] = event
+        for conn in self.subscribers.get(0, {}).get(channel, ()):
+            conn.deliver(event)
+        for line in self.lines.values():
+            line.push(event)
+
+    # --- housekeeping ---------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        while self.connections or self._usage:
+            await asyncio.sleep(MAINTENANCE_SECONDS)
+            try:
+                await self._maintain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stream hub maintenance failed")
+
+    async def _maintain_once(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.connections):
+            if conn.lagging_for(now) > LAG_CLOSE_SECONDS:
+                await conn.close(CLOSE_LAGGING, "Reading too slowly.")
+            elif not conn.frames and now - conn.last_sent >= HEARTBEAT_SECONDS:
+                conn.push(frames.heartbeat(ts=now_ms()))
+        if now - self._last["refresh"] >= SLOT_REFRESH_SECONDS:
+            self._last["refresh"] = now
+            await self._slots_refresh()
+        if self._recheck is not None and now - self._last["recheck"] >= RECHECK_SECONDS:
+            self._last["recheck"] = now
+            closing = await self._recheck(list(self.connections))
+            for conn, (code, reason) in closing.items():
+                await conn.close(code, reason)
+        if now - self._last["usage"] >= USAGE_FLUSH_SECONDS:
+            self._last["usage"] = now
+            await self.usage_flush()
+        if now - self._last["groups"] >= self._group_refresh_seconds():
+            self._last["groups"] = now
+            await gather_bounded(
+                [self.layer.group_add(channel_group(c), self.hub_channel) for c in self.joined]
+            )
+        if self.catalog.stale() and self.connections:
+            await sync_to_async(self.catalog.load)()
+
+    def _group_refresh_seconds(self) -> float:
+        # Channels expires group membership after group_expiry; re-adding well before that
+        # keeps a long-lived hub subscribed.
+        return min(getattr(self.layer, "group_expiry", 86400) / 2, 3600)
+
+    async def _slots_refresh(self) -> None:
+        by_org: dict[int, list[str]] = {}
+        for conn in self.connections:
+            by_org.setdefault(conn.organization_id, []).append(conn.id)
+        results = await gather_bounded(
+            [
+                self.slots.refresh(organization_id=org, connection_ids=ids)
+                for org, ids in by_org.items()
+            ]
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                logger.warning("stream slot refresh failed: %s", result)
+
+    async def usage_flush(self) -> None:
+        """Delivered data messages per organization, added to usage in one call each."""
+        from billing.usage import stream_messages_count
+
+        for conn in self.connections:
+            if conn.delivered:
+                self._usage[conn.organization_id] += conn.delivered
+                conn.delivered = 0
+        counts, self._usage = self._usage, Counter()
+        counts = {org: n for org, n in counts.items() if n}
+        if not counts:
+            return
+        day = time.gmtime()
+        from datetime import date
+
+        today = date(day.tm_year, day.tm_mon, day.tm_mday)
+
+        def write() -> None:
+            for org, n in counts.items():
+                stream_messages_count(organization_id=org, count=n, day=today)
+
+        await sync_to_async(write, thread_sensitive=False)()
+
+
+    async def aclose(self) -> None:
+        """Stop every task and give back the group memberships (tests; server shutdown)."""
+        for conn in list(self.connections):
+            await self.connection_remove(conn)
+        if self._release_task is not None:
+            with contextlib.suppress(Exception):
+                await self._release_task  # slots go back before the pool closes
+        for task in (self._reader, self._maintenance):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        for line in self.lines.values():
+            line.stop()
+        await self.slots.aclose()
+
+
+_hubs: WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = WeakKeyDictionary()
+
+
+def hub_peek() -> Hub | None:
+    """The running loop's hub if one was made (tests use it to clean up)."""
+    return _hubs.get(asyncio.get_running_loop())
+
+
+def hub_get() -> Hub:
+    """The hub of the running event loop (daphne has one; each test has its own)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub

@@ -1,0 +1,189 @@
+"""Stream quotas: concurrent connections per organization, and client message rate.
+
+Connection slots live in Redis, one sorted set per organization: member = the
+connection id, score = when the slot expires (Redis server time, ms). One Lua
+script evicts expired members, counts, and adds only under the limit, so twenty
+connections racing for five slots get exactly five, across every daphne
+process. Open connections refresh their slots (a heartbeat); a crashed server
+stops refreshing and its slots expire after SLOT_TTL_SECONDS.
+
+If Redis is unreachable, connections are refused (closed 1013, try again later):
+the stream's channel layer is that same Redis, so nothing could be delivered
+anyway, and failing closed keeps a plan's connection limit exact.
+Without REDIS_URL (embedded `make run`) the same rules run in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+SLOT_TTL_SECONDS = 30
+SLOT_REFRESH_SECONDS = 10
+KEY_PREFIX = "qs:stream:slots"
+
+# KEYS[1] slots key; ARGV[1] connection id, ARGV[2] limit, ARGV[3] ttl ms.
+# Returns {acquired (0|1), slots in use after the call}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  return {1, redis.call('ZCARD', KEYS[1])}
+end
+local count = redis.call('ZCARD', KEYS[1])
+if count >= tonumber(ARGV[2]) then
+  return {0, count}
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {1, count + 1}
+"""
+
+# KEYS[1] slots key; ARGV[1] ttl ms; ARGV[2..] connection ids. Refreshes only members
+# still present (XX): a slot that expired meanwhile is not silently re-taken.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class QuotaUnavailable(Exception):
+    """The quota store cannot be reached; the caller fails closed."""
+
+
+def slots_key(organization_id: int) -> str:
+    return f"{KEY_PREFIX}:{organization_id}"
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    acquired: bool
+    in_use: int
+
+
+class RedisSlots:
+    """Connection slots in Redis. One instance per event loop (redis.asyncio pools are)."""
+
+    def __init__(self, url: str, *, max_connections: int = 32) -> None:
+        # A blocking pool: under a burst (hundreds of clients leaving at once) callers
+        # wait for a free connection instead of failing, so every slot is released.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=20
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._refresh = self.client.register_script(_REFRESH)
+
+    async def acquire(self, *, organization_id: int, connection_id: str, limit: int) -> SlotResult:
+        try:
+            acquired, in_use = await self._acquire(
+                keys=[slots_key(organization_id)],
+                args=[connection_id, limit, SLOT_TTL_SECONDS * 1000],
+            )
+        except aioredis.RedisError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
+        return SlotResult(acquired=bool(acquired), in_use=int(in_use))
+
+    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
+        if connection_ids:
+            await self._refresh(
+                keys=[slots_key(organization_id)], args=[SLOT_TTL_SECONDS * 1000, *connection_ids]
+            )
+
+    async def release(self, *, organization_id: int, connection_ids: list[str]) -> None:
+        if connection_ids:
+            await self.client.zrem(slots_key(organization_id), *connection_ids)
+
+    async def in_use(self, *, organization_id: int) -> int:
+        now_ms = int(time.time() * 1000)
+        key = slots_key(organization_id)
+        return await self.client.zcount(key, now_ms, "+inf")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class LocalSlots:
+    """The same semantics in process, for the embedded single-process mode."""
+
+    def __init__(self) -> None:
+        self._slots: dict[int, dict[str, float]] = {}
+
+    def _live(self, organization_id: int) -> dict[str, float]:
+        now = time.monotonic()
+        slots = self._slots.setdefault(organization_id, {})
+        for member in [m for m, expiry in slots.items() if expiry <= now]:
+            del slots[member]
+        return slots
+
+    async def acquire(self, *, organization_id: int, connection_id: str, limit: int) -> SlotResult:
+        slots = self._live(organization_id)
+        if connection_id not in slots and len(slots) >= limit:
+            return SlotResult(acquired=False, in_use=len(slots))
+        slots[connection_id] = time.monotonic() + SLOT_TTL_SECONDS
+        return SlotResult(acquired=True, in_use=len(slots))
+
+    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
+        slots = self._live(organization_id)
+        for member in connection_ids:
+            if member in slots:
+                slots[member] = time.monotonic() + SLOT_TTL_SECONDS
+
+    async def release(self, *, organization_id: int, connection_ids: list[str]) -> None:
+        slots = self._slots.get(organization_id, {})
+        for member in connection_ids:
+            slots.pop(member, None)
+
+    async def in_use(self, *, organization_id: int) -> int:
+        return len(self._live(organization_id))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def slots_for_settings() -> RedisSlots | LocalSlots:
+    return RedisSlots(settings.REDIS_URL) if settings.REDIS_URL else LocalSlots()
+
+
+class TokenBucket:
+    """Client message rate: `rate` per second with bursts up to `burst` (in process:
+    a connection's messages all arrive at the process that holds it)."""
+
+    def __init__(self, *, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+async def gather_bounded(coros: list, *, limit: int = 16) -> list:
+    """Run coroutines with at most `limit` in flight (mass disconnects, refreshes)."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(coro):
+        async with semaphore:
+            return await coro
+
+    return await asyncio.gather(*(run(c) for c in coros), return_exceptions=True)

@@ -1,0 +1,117 @@
+"""A deliberately slow reader gets `lagged` and a fresh snapshot; a fast one is unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+
+from accounts.services.api_keys import api_key_create
+from marketdata.feeds.publish import Publisher
+from tests.e2e.stream_servers import processes
+from tests.streaming.conftest import plan_grant
+from tests.streaming.conftest import sim_market as sim_market  # the fixture, shared
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+BOOK = "book.sim.BTC-USD"
+LEVELS = 60  # ~3 kB a message: enough bytes to fill socket buffers in seconds
+
+
+def book(i: int) -> dict:
+    ts = int(time.time() * 1000)
+    return {
+        "bids": [[60000.0 - i - k, 1.0 + k] for k in range(LEVELS)],
+        "asks": [[60001.0 + i + k, 1.0 + k] for k in range(LEVELS)],
+        "ts": ts,
+    }
+
+
+async def publish_for(seconds: float, stop: asyncio.Event) -> int:
+    publisher = Publisher(window_seconds=0)
+    i = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not stop.is_set():
+        i += 1
+        await publisher.publish("book", "sim", "BTC/USD", book(i))
+        await asyncio.sleep(0.003)
+    return i
+
+
+def tiny_socket(port: int) -> socket.socket:
+    """A client socket with a small receive buffer, so not reading backs up quickly."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_slow_reader_gets_lagged_and_a_snapshot_while_a_fast_reader_gets_everything(
+    sim_market, alice, acme
+):
+    await sync_to_async(plan_grant)(acme)
+    key = (await sync_to_async(api_key_create)(organization=acme, created_by=alice)).raw_key
+    limits = {
+        "STREAM_QUEUE_FRAMES": "32",
+        "STREAM_TRANSPORT_BACKLOG_BYTES": "65536",
+        "STREAM_LAG_CLOSE_SECONDS": "60",
+    }
+    with processes(feeds=False, **limits) as (url, port):
+        common = {
+            "additional_headers": {"Authorization": f"Bearer {key}"},
+            "origin": f"http://127.0.0.1:{port}",
+            "close_timeout": 1,
+        }
+        async with (
+            websockets.connect(url, **common) as fast,
+            websockets.connect(url, sock=tiny_socket(port), max_queue=1, **common) as slow,
+        ):
+            for ws in (fast, slow):
+                assert json.loads(await ws.recv())["type"] == "welcome"
+                await ws.send(json.dumps({"op": "subscribe", "channels": [BOOK]}))
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+
+            stop = asyncio.Event()
+            publishing = asyncio.create_task(publish_for(14, stop))
+            fast_frames: list[dict] = []
+
+            async def read_fast():
+                while not publishing.done() or fast_frames[-1]["seq"] < last_seq[0]:
+                    fast_frames.append(json.loads(await asyncio.wait_for(fast.recv(), 5)))
+
+            last_seq = [10**9]
+            reader = asyncio.create_task(read_fast())
+            await asyncio.sleep(10)  # the slow client reads nothing meanwhile
+            slow_frames: list[dict] = []
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    frame = json.loads(await asyncio.wait_for(slow.recv(), 3))
+                    slow_frames.append(frame)
+            stop.set()
+            published = await publishing
+            last_seq[0] = fast_frames[-1]["seq"] if fast_frames else 0
+            await asyncio.wait_for(reader, 10)
+
+        # The fast reader saw every message, in order, with no gap and no lag notice.
+        seqs = [f["seq"] for f in fast_frames]
+        assert [f["type"] for f in fast_frames[:1]] == ["snapshot"]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert not any(f["type"] == "lagged" for f in fast_frames)
+        assert len(seqs) >= published - 1
+
+        # The slow reader was told what it missed and then given a fresh book.
+        lagged = [i for i, f in enumerate(slow_frames) if f["type"] == "lagged"]
+        assert lagged, [f["type"] for f in slow_frames[-5:]]
+        notice = slow_frames[lagged[0]]
+        assert notice["channel"] == BOOK and notice["missed"] >= 1
+        before = slow_frames[lagged[0] - 1]
+        assert notice["from_seq"] == before["seq"] + 1
+        after = slow_frames[lagged[0] + 1]
+        assert after["type"] == "snapshot" and after["seq"] >= notice["to_seq"]

@@ -1,0 +1,151 @@
+"""Market data through the hub: seq, snapshots, delayed plans, usage, clean leaving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from accounts.services.api_keys import api_key_create
+from billing.usage import usage_live
+from marketdata.feeds.groups import channel_group
+from marketdata.feeds.publish import Publisher
+from marketdata.streaming import hub as hub_module
+from marketdata.streaming.hub import hub_peek
+from marketdata.streaming.quotas import slots_key
+from tests.streaming.conftest import connected, plan_grant, receive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRADES = "trades.sim.BTC-USD"
+BOOK = "book.sim.BTC-USD"
+
+
+def trade(i: int) -> dict:
+    return {
+        "id": str(i),
+        "ts": int(time.time() * 1000),
+        "price": 100.0 + i,
+        "size": 1.0,
+        "side": "buy",
+    }
+
+
+def book(i: int) -> dict:
+    return {"bids": [[100.0 + i, 1.0]], "asks": [[101.0 + i, 2.0]], "ts": int(time.time() * 1000)}
+
+
+async def subscribed(key: str, channels: list[str]):
+    comm = await connected(key=key)
+    assert (await receive(comm))["type"] == "welcome"
+    await comm.send_json_to({"op": "subscribe", "channels": channels})
+    assert await receive(comm) == {"type": "subscribed", "channels": channels}
+    return comm
+
+
+async def test_updates_carry_every_record_with_consecutive_seq(acme_key):
+    comm = await subscribed(acme_key, [TRADES])
+    publisher = Publisher(window_seconds=0.05)
+    for i in range(30):
+        await publisher.publish("trades", "sim", "BTC/USD", [trade(i)])
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.1)
+    seen, seqs = [], []
+    while len(seen) < 30:
+        frame = await receive(comm)
+        assert frame["type"] == "update" and frame["channel"] == TRADES
+        seqs.append(frame["seq"])
+        seen += frame["data"]
+    assert [t["id"] for t in seen] == [str(i) for i in range(30)]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert len(seqs) < 30  # batched: fewer messages than records
+    assert all("recv_ts" in t and "ts" in t for t in seen)
+    await comm.disconnect()
+
+
+async def test_book_subscription_starts_with_a_snapshot_then_updates_follow_its_seq(acme_key):
+    publisher = Publisher(window_seconds=0)
+    first = await subscribed(acme_key, [BOOK])
+    await publisher.publish("book", "sim", "BTC/USD", book(1))
+    snap = await receive(first)
+    assert snap["type"] == "snapshot" and snap["data"]["bids"] == [[101.0, 1.0]]
+    # A later subscriber gets the hub's current state at once, with its seq.
+    second = await subscribed(acme_key, [BOOK])
+    late = await receive(second)
+    assert late["type"] == "snapshot" and late["seq"] == snap["seq"]
+    await publisher.publish("book", "sim", "BTC/USD", book(2))
+    for comm in (first, second):
+        update = await receive(comm)
+        assert update["type"] == "update" and update["seq"] == snap["seq"] + 1
+        assert update["data"]["asks"] == [[103.0, 2.0]]
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def test_delayed_plan_gets_the_same_seq_late_and_no_real_time_snapshot(
+    sim_market, alice, acme, globex, mallory
+):
+    await sync_to_async(plan_grant)(acme, code="delayed", stream_delay_seconds=1)
+    await sync_to_async(plan_grant)(globex, code="live")
+    delayed_key = await sync_to_async(api_key_create)(organization=acme, created_by=alice)
+    live_key = await sync_to_async(api_key_create)(organization=globex, created_by=mallory)
+    live = await subscribed(live_key.raw_key, [BOOK])
+    publisher = Publisher(window_seconds=0)
+    await publisher.publish("book", "sim", "BTC/USD", book(1))
+    live_snap = await receive(live)
+    # The delayed client subscribes after the real-time state exists: it must not get it.
+    delayed = await subscribed(delayed_key.raw_key, [BOOK])
+    await publisher.publish("book", "sim", "BTC/USD", book(2))
+    live_update = await receive(live)
+    assert await delayed.receive_nothing(timeout=0.7)
+    first = await receive(delayed, seconds=3)
+    received_at = time.time() * 1000
+    # Its first frame is the delay line's state: the message after its subscription.
+    assert first["type"] == "snapshot" and first["seq"] == live_update["seq"]
+    assert first["seq"] == live_snap["seq"] + 1
+    assert received_at - first["data"]["ts"] >= 1000
+    await live.disconnect()
+    await delayed.disconnect()
+
+
+async def test_delivered_messages_are_counted_into_usage(acme_key, acme, monkeypatch):
+    monkeypatch.setattr(hub_module, "USAGE_FLUSH_SECONDS", 0.5)
+    comm = await subscribed(acme_key, [TRADES])
+    publisher = Publisher(window_seconds=0)
+    for i in range(5):
+        await publisher.publish("trades", "sim", "BTC/USD", [trade(i)])
+    for _ in range(5):
+        assert (await receive(comm))["type"] == "update"
+    deadline = time.monotonic() + 5
+    counted = 0
+    while time.monotonic() < deadline and counted < 5:
+        await asyncio.sleep(0.3)
+        live = await sync_to_async(usage_live)(organization=acme, day=_today())
+        counted = live["stream_messages"]
+    assert counted == 5
+    await comm.disconnect()
+
+
+def _today():
+    return datetime.now(UTC).date()
+
+
+async def test_leaving_clients_take_their_group_membership_and_slots_with_them(acme_key, acme):
+    comms = [await subscribed(acme_key, [TRADES, BOOK]) for _ in range(5)]
+    hub = hub_peek()
+    layer = get_channel_layer()
+    conn = await layer.connection(layer.consistent_hash(channel_group(TRADES)))
+    group_key = layer._group_key(channel_group(TRADES))
+    assert await conn.zcard(group_key) == 1  # one membership for the process, not five
+    slots = hub.slots.client
+    assert await slots.zcard(slots_key(acme.pk)) == 5
+    await asyncio.gather(*(c.disconnect() for c in comms))
+    await asyncio.sleep(0.2)
+    assert await conn.zcard(group_key) == 0
+    assert await conn.zcard(layer._group_key(channel_group(BOOK))) == 0
+    assert await slots.zcard(slots_key(acme.pk)) == 0
+    assert hub.joined == set() and not hub.connections
