@@ -35,7 +35,7 @@ from marketdata.feeds.ccxt_client import CcxtFeedClient  # noqa: E402
 from marketdata.feeds.config import ExchangeConfig  # noqa: E402
 from marketdata.feeds.writer import TradeWriter  # noqa: E402
 from marketdata.models import Exchange, Instrument, Trade  # noqa: E402
-from marketdata.timeutil import now_ms  # noqa: E402
+from quantsaas.timeutil import now_ms  # noqa: E402
 
 
 def _instrument(symbol: str) -> Instrument:
@@ -90,7 +90,7 @@ async def ours(raw: list[dict], instrument: Instrument) -> float:
 
 
 def raw_copy(raw: list[dict], instrument: Instrument) -> float:
-    from marketdata.timeutil import ms_to_dt
+    from quantsaas.timeutil import ms_to_dt
 
     received = ms_to_dt(now_ms())
     started = time.perf_counter()

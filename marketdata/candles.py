@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from marketdata.records import BUY, CandleRecord, TradeRecord
-from marketdata.timeutil import MINUTE_MS
+from quantsaas.timeutil import MINUTE_MS
 
 INTERVALS_MS: dict[str, int] = {
     "1m": MINUTE_MS,

@@ -10,7 +10,7 @@ from marketdata.candles import INTERVALS_MS
 from marketdata.live import live_book_get, live_ticker_get
 from marketdata.models import BookSnapshot, Candle1m, Exchange, Instrument, Ticker, Trade
 from marketdata.records import BookUpdate, TickerRecord
-from marketdata.timeutil import dt_to_ms, dt_to_us, ms_to_dt, us_to_dt
+from quantsaas.timeutil import dt_to_ms, dt_to_us, ms_to_dt, us_to_dt
 
 
 def exchanges_list() -> QuerySet[Exchange]:

@@ -16,7 +16,7 @@ from marketdata.candles import candles_from_trades
 from marketdata.models import BookSnapshot, Candle1m, Instrument, Ticker, Trade
 from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeRecord
 from marketdata.selectors import instrument_ids_for
-from marketdata.timeutil import MINUTE_MS, dt_to_ms, ms_to_dt, now_ms
+from quantsaas.timeutil import MINUTE_MS, dt_to_ms, ms_to_dt, now_ms
 
 logger = logging.getLogger(__name__)
 

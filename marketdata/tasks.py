@@ -18,7 +18,7 @@ from marketdata.feeds.backfill import backfill_run
 from marketdata.feeds.runner import ClientFactory
 from marketdata.models import Candle1m, Instrument
 from marketdata.services import book_snapshots_prune, candles_rebuild, trades_prune
-from marketdata.timeutil import MINUTE_MS, dt_to_ms, now_ms
+from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 
 logger = logging.getLogger(__name__)
 

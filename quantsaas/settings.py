@@ -79,6 +79,7 @@ MIDDLEWARE = [
     # Health endpoints answer before anything else can fail (hosts, sessions, DB).
     "quantsaas.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "quantsaas.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Compresses what the app renders (API pages are large and repetitive); after WhiteNoise,
     # which serves its own precompressed static files. Django pads gzip output against BREACH.
@@ -223,6 +224,9 @@ if EMAIL_URL:  # e.g. smtp+tls://user:password@smtp.example.com:587
     EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
     EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
     EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+elif env.str("EMAIL_FILE_PATH", default=""):  # one file per message; browser tests read it
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH")
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="QuantSaaS <no-reply@quantsaas.test>")

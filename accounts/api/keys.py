@@ -7,10 +7,8 @@ response, the 201 of its creation; it is never stored, so it cannot be shown aga
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -29,59 +27,8 @@ from accounts.services.api_keys import (
 )
 from quantsaas.api.base import CanManageForWrites, HasOrganization, OrganizationAPIView
 from quantsaas.api.errors import PlanRequired
-
-# --- timestamps: integer milliseconds in JSON, ms or ISO 8601 accepted on input -----------
-
-
-def ms_from_datetime(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
-@extend_schema_field(
-    {
-        "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
-        "nullable": True,
-        "description": "Milliseconds since the Unix epoch (UTC), or an ISO 8601 timestamp.",
-    }
-)
-class TimestampInputField(serializers.Field):
-    default_error_messages = {
-        "invalid": "Give milliseconds since the Unix epoch or an ISO 8601 timestamp.",
-    }
-
-    def to_internal_value(self, data: object) -> datetime:
-        if isinstance(data, bool):
-            self.fail("invalid")
-        if isinstance(data, int | float):
-            try:
-                return datetime.fromtimestamp(data / 1000, tz=UTC)
-            except (OverflowError, OSError, ValueError):
-                self.fail("invalid")
-        if isinstance(data, str):
-            text = data.strip()
-            if text.lstrip("-").isdigit():
-                return self.to_internal_value(int(text))
-            try:
-                parsed = parse_datetime(text)
-            except ValueError:
-                parsed = None
-            if parsed is None:
-                self.fail("invalid")
-            # A timestamp without an offset is read as UTC, the API's only time zone.
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        self.fail("invalid")
-
-    def to_representation(self, value: datetime) -> int | None:
-        return ms_from_datetime(value)
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class TimestampMsField(serializers.ReadOnlyField):
-    """A datetime attribute rendered as integer milliseconds (null stays null)."""
-
-    def to_representation(self, value: datetime | None) -> int | None:
-        return ms_from_datetime(value)
-
+from quantsaas.api.fields import TimestampField, TimestampMsField
+from quantsaas.api.schema import error_response
 
 # --- serializers ------------------------------------------------------------------------
 
@@ -119,7 +66,7 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    expires_at = TimestampInputField(required=False, allow_null=True, default=None)
+    expires_at = TimestampField(as_datetime=True, required=False, allow_null=True, default=None)
 
     def validate_expires_at(self, value: datetime | None) -> datetime | None:
         try:
@@ -132,20 +79,6 @@ class ApiKeyCreateSerializer(serializers.Serializer):
 class ApiKeyListSerializer(serializers.Serializer):
     data = ApiKeySerializer(many=True)
     next = serializers.URLField(allow_null=True)
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 # --- views ------------------------------------------------------------------------------
@@ -162,7 +95,7 @@ class ApiKeyListCreateView(OrganizationAPIView):
         operation_id="keys_list",
         summary="List the organization's API keys",
         tags=["API keys"],
-        responses={200: ApiKeyListSerializer, 401: _error("Not authenticated.")},
+        responses={200: ApiKeyListSerializer, 401: error_response("Not authenticated.")},
     )
     def get(self, request: Request) -> Response:
         keys = api_keys_for_organization(organization=self.organization)
@@ -176,9 +109,11 @@ class ApiKeyListCreateView(OrganizationAPIView):
         request=ApiKeyCreateSerializer,
         responses={
             201: ApiKeyCreatedSerializer,
-            400: _error("Invalid fields (`details.fields` names them)."),
-            401: _error("Not authenticated."),
-            403: _error("`permission_denied` for members; `plan_required` at the key limit."),
+            400: error_response("Invalid fields (`details.fields` names them)."),
+            401: error_response("Not authenticated."),
+            403: error_response(
+                "`permission_denied` for members; `plan_required` at the key limit."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -212,9 +147,9 @@ class ApiKeyDetailView(OrganizationAPIView):
         tags=["API keys"],
         responses={
             204: OpenApiResponse(description="Revoked."),
-            401: _error("Not authenticated."),
-            403: _error("Only owners and admins can revoke keys."),
-            404: _error("No such key in this organization."),
+            401: error_response("Not authenticated."),
+            403: error_response("Only owners and admins can revoke keys."),
+            404: error_response("No such key in this organization."),
         },
     )
     def delete(self, request: Request, api_key_id: int) -> Response:

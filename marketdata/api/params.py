@@ -9,53 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketdata.candles import INTERVALS_MS
-from marketdata.timeutil import dt_to_ms
+from quantsaas.api.fields import TimestampField
 
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
-
-
-@extend_schema_field(
-    {
-        "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
-        "description": "Milliseconds since the Unix epoch (UTC), or an ISO 8601 timestamp.",
-    }
-)
-class TimestampField(serializers.Field):
-    default_error_messages = {
-        "invalid": "Use integer milliseconds since the Unix epoch or an ISO 8601 time.",
-        "range": "The time is out of range.",
-    }
-
-    def to_internal_value(self, data) -> int:
-        text = str(data).strip()
-        if re.fullmatch(r"\d{1,15}", text):
-            value = int(text)
-        else:
-            # An unescaped "+01:00" in a query string arrives as " 01:00".
-            text = _OFFSET_AS_SPACE.sub(r"+\1", text)
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                self.fail("invalid")
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)  # the API speaks UTC
-            try:
-                value = dt_to_ms(parsed)
-            except OverflowError:
-                self.fail("range")
-        if not 0 <= value <= MAX_MS:
-            self.fail("range")
-        return value
-
-    def to_representation(self, value):
-        return value
 
 
 def cursor_encode(ts_us: int, row_id: int) -> str:

@@ -29,8 +29,8 @@ from marketdata.api.renderers import CSVRenderer
 from marketdata.candles import INTERVALS_MS
 from marketdata.health import feed_health
 from marketdata.models import Instrument
-from marketdata.timeutil import now_ms
 from quantsaas.api.base import OrganizationAPIView
+from quantsaas.timeutil import now_ms
 
 DEFAULT_TRADES_WINDOW_MS = 3_600_000  # without `start`, trades of the last hour
 

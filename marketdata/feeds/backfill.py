@@ -22,7 +22,7 @@ from marketdata.feeds.config import exchange_config
 from marketdata.feeds.repair import PAGE_LIMIT, SeenTrades
 from marketdata.models import Instrument
 from marketdata.services import candles_upsert, trades_ingest
-from marketdata.timeutil import MINUTE_MS, dt_to_ms, now_ms
+from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 
 logger = logging.getLogger(__name__)
 

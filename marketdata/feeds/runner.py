@@ -23,7 +23,7 @@ from marketdata.feeds.streams import BookStream, FeedContext, TickerStream, Trad
 from marketdata.feeds.writer import TradeWriter
 from marketdata.models import Instrument, Trade
 from marketdata.records import TradeRecord
-from marketdata.timeutil import dt_to_ms, ms_to_dt, now_ms
+from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from marketdata.feeds.base import FeedClient
 from marketdata.records import BookUpdate, TickerRecord, TradeRecord
 from marketdata.sim.feed import sim_stream
 from marketdata.sim.market import SimExchange
-from marketdata.timeutil import now_ms
+from quantsaas.timeutil import now_ms
 
 TAPE_KEEP = 100_000
 

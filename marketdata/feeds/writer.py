@@ -19,7 +19,7 @@ from django.db import close_old_connections
 from marketdata.models import Instrument
 from marketdata.records import TradeRecord
 from marketdata.services import candles_rebuild, trades_ingest
-from marketdata.timeutil import MINUTE_MS
+from quantsaas.timeutil import MINUTE_MS
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from marketdata.records import TradeRecord
 from marketdata.services import book_snapshot_write, candles_upsert, tickers_upsert, trades_ingest
 from marketdata.sim.market import SimExchange
 from marketdata.sim.params import DEFAULT_INSTRUMENTS, InstrumentParams
-from marketdata.timeutil import MINUTE_MS, now_ms
+from quantsaas.timeutil import MINUTE_MS, now_ms
 
 HISTORY_STEP_MS = 250  # coarser than the live feed's 100 ms: 2.5x faster, same statistics
 INGEST_BATCH = 5_000

@@ -19,7 +19,7 @@ import numpy as np
 
 from marketdata.records import BUY, SELL, BookUpdate, TickerRecord, TradeRecord
 from marketdata.sim.params import DEFAULT_INSTRUMENTS, InstrumentParams
-from marketdata.timeutil import MINUTE_MS
+from quantsaas.timeutil import MINUTE_MS
 
 EXCHANGE_ID = "sim"
 SECONDS_PER_YEAR = 365 * 86_400

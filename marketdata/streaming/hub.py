@@ -359,7 +359,6 @@ class Hub:
 
         await sync_to_async(write, thread_sensitive=False)()
 
-
     async def aclose(self) -> None:
         """Stop every task and give back the group memberships (tests; server shutdown)."""
         for conn in list(self.connections):

@@ -13,7 +13,7 @@ from accounts.services.api_keys import api_key_create
 from billing.entitlements import entitlements_for
 from marketdata.models import Instrument, Trade
 from marketdata.sim.history import sim_history_load
-from marketdata.timeutil import dt_to_ms, ms_to_dt, now_ms
+from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
 
 DAY_MS = 86_400_000
 BTC = "/api/v1/markets/sim/BTC-USD"

@@ -18,7 +18,7 @@ from marketdata.services import (
 )
 from marketdata.sim import DEFAULT_INSTRUMENTS
 from marketdata.sim.history import sim_history
-from marketdata.timeutil import dt_to_ms, ms_to_dt
+from quantsaas.timeutil import dt_to_ms, ms_to_dt
 
 pytestmark = pytest.mark.django_db
 END = 1_764_007_200_000  # 2025-11-24T18:00:00Z, a whole hour

@@ -15,7 +15,7 @@ from marketdata.feeds.backfill import backfill_run, time_parse_ms
 from marketdata.feeds.runner import ClientFactory
 from marketdata.models import Instrument
 from marketdata.symbols import symbol_from_path
-from marketdata.timeutil import MINUTE_MS, now_ms
+from quantsaas.timeutil import MINUTE_MS, now_ms
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from marketdata import tasks
 from marketdata.models import Candle1m, Trade
 from marketdata.records import TradeRecord
 from marketdata.services import candles_rebuild, trades_ingest
-from marketdata.timeutil import MINUTE_MS, dt_to_ms, now_ms
+from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 
 pytestmark = pytest.mark.django_db
 
