@@ -13,12 +13,16 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("marketdata.api.urls")),
+    path("", include("analytics.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("options/", views.options_calculator, name="options"),
+    path("backtests/", views.backtests, name="backtests"),
+    path("market/preview.json", views.market_preview_json, name="market_preview"),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("pricing/", billing_views.pricing, name="pricing"),

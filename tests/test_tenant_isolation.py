@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, Role, User
 from accounts.services.api_keys import api_key_create
+from analytics.models import Backtest
 from tests.conftest import client_for
 
 
@@ -34,6 +35,7 @@ class AcmeObjects:
     admin_membership: Membership
     member_membership: Membership
     invitation: Invitation
+    backtest: Backtest
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ ID_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 API_CASES = [
     Case("revoke key", "delete", lambda o: f"/api/v1/keys/{o.api_key.pk}"),
+    Case("backtest detail", "get", lambda o: f"/api/v1/backtests/{o.backtest.pk}"),
 ]
 
 PAGE_CASES = [
@@ -106,6 +109,7 @@ def acme_objects(acme, alice, bob, carol) -> AcmeObjects:
             invited_by=alice,
             expires_at=timezone.now() + timedelta(days=7),
         ),
+        backtest=Backtest.objects.create(organization=acme, created_by=alice, strategy="momentum"),
     )
 
 
@@ -209,7 +213,7 @@ def test_every_id_taking_route_is_in_the_tables():
     Path parameters named `id`, `pk` or `*_id` identify objects; market data
     parameters (exchange, symbol) are global, not tenant-owned.
     """
-    covered = {"api-key-detail", "api_key_revoke", "invitation_revoke"}
+    covered = {"api-key-detail", "api_key_revoke", "invitation_revoke", "backtest-detail"}
     covered |= {"membership_role", "membership_remove"}
     # The operators' admin and allauth's own account pages are not tenant-scoped.
     foreign_prefixes = ("admin/", "accounts/")

@@ -29,7 +29,7 @@ from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeReco
 
 logger = logging.getLogger(__name__)
 MESSAGE_TYPE = "market.event"
-BATCH_WINDOW_SECONDS = float(os.environ.get("STREAM_BATCH_MS", "50")) / 1000
+BATCH_WINDOW_SECONDS = float(os.environ.get("STREAM_BATCH_MS", "100")) / 1000
 LATEST_STATE_KINDS = frozenset({"book", "ticker"})
 
 

@@ -114,8 +114,17 @@ async def feeds_run(
     last = await sync_to_async(last_trades)(instruments)
     writer = TradeWriter(instruments={(i.exchange_id, i.ccxt_symbol): i for i in instruments})
     factory = client_factory or ClientFactory()
-    ctx = FeedContext(publisher=Publisher(), writer=writer, client_for=factory, stop=stop)
     kinds = set(kinds)
+    publisher = Publisher()
+    analytics = None
+    if kinds & {"trades", "book"}:
+        from analytics.live import LiveAnalytics
+
+        analytics = LiveAnalytics(publisher=publisher, instruments=instruments)
+        await analytics.start()
+    ctx = FeedContext(
+        publisher=publisher, writer=writer, client_for=factory, stop=stop, analytics=analytics
+    )
     streams: list = []
     for instrument in instruments:
         config = exchange_config(instrument.exchange_id)
@@ -145,6 +154,8 @@ async def feeds_run(
         for s in streams
     ]
     writer_task = asyncio.create_task(writer.run(writer_stop), name="trade-writer")
+    if analytics is not None:  # stops with the writer: after the streams' last events
+        analytics_task = asyncio.create_task(analytics.run(writer_stop), name="live-analytics")
     healths = [s.health for s in streams]
     health_task = asyncio.create_task(_health_loop(healths, stop, writer), name="feed-health")
     try:
@@ -160,6 +171,8 @@ async def feeds_run(
             await ctx.publisher.flush()  # the last batch of each channel goes out too
         writer_stop.set()  # only now: every trade the streams accepted gets flushed
         await asyncio.gather(writer_task, health_task, return_exceptions=True)
+        if analytics is not None:
+            await asyncio.gather(analytics_task, return_exceptions=True)
         for health in healths:
             health.connected = False
         await _health_write(healths)

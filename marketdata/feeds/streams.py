@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 
@@ -37,6 +38,9 @@ from marketdata.feeds.writer import TradeWriter
 from marketdata.live import live_book_put, live_ticker_put
 from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeRecord
 from marketdata.services import book_snapshot_write, tickers_upsert
+
+if TYPE_CHECKING:
+    from analytics.live import LiveAnalytics
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +98,7 @@ class FeedContext:
     book_snapshot_seconds: float = 10.0
     ticker_store_seconds: float = 5.0
     live_candles: dict[tuple[str, str], CandleRecord] = field(default_factory=dict)
+    analytics: LiveAnalytics | None = None  # live OFI and VPIN (analytics.live)
 
 
 async def stream_supervise(
@@ -197,6 +202,8 @@ class TradeStream:
         )
         for candle in candles_from_trades(trades, final_before=time.time_ns() // 1_000_000):
             await self._candle_update(candle)
+        if self.ctx.analytics is not None:
+            await self.ctx.analytics.trades(trades)
 
     async def _candle_update(self, candle: CandleRecord) -> None:
         key = (self.config.id, self.symbol)
@@ -275,6 +282,8 @@ class BookStream:
 
     async def accept(self, book: BookUpdate) -> None:
         await self.ctx.publisher.publish("book", self.config.id, self.symbol, book_payload(book))
+        if self.ctx.analytics is not None:
+            await self.ctx.analytics.book(book)
         await sync_to_async(live_book_put)(update=book)
         now = time.monotonic()
         if now - self._last_snapshot >= self.ctx.book_snapshot_seconds:
