@@ -10,14 +10,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from marketdata.streaming.origin import BrowserOriginValidatorStack  # noqa: E402
 from quantsaas.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        # Browsers must come from an allowed host; programs (no Origin header) authenticate
+        # with an API key instead.
+        "websocket": BrowserOriginValidatorStack(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }

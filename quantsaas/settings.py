@@ -142,7 +142,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "qs:ch", "capacity": 1000},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout, the same 5 s channels-redis
+                # blocks in BZPOPMIN: a message popped as the client gives up would be lost.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": "qs:ch",
+                "capacity": 1000,
+            },
         }
     }
 else:

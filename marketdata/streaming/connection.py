@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Operators may tune these per deployment (and tests make them small to be quick).
-QUEUE_FRAMES = int(os.environ.get("STREAM_QUEUE_FRAMES", "512"))  # ~25 s of one channel
+QUEUE_FRAMES = int(os.environ.get("STREAM_QUEUE_FRAMES", "512"))  # ~50 s of one channel
 LAG_CLOSE_SECONDS = float(os.environ.get("STREAM_LAG_CLOSE_SECONDS", "10"))
 MAX_TRANSPORT_BACKLOG = int(os.environ.get("STREAM_TRANSPORT_BACKLOG_BYTES", str(512 * 1024)))
 BACKLOG_POLL_SECONDS = 0.02

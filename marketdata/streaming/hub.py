@@ -25,6 +25,7 @@ from collections import Counter, deque
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import redis.exceptions
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
@@ -253,6 +254,10 @@ class Hub:
                 message = await self.layer.receive(self.hub_channel)
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, redis.exceptions.TimeoutError):
+                # channels-redis blocks 5 s in BZPOPMIN; with redis-py's read timeout an
+                # idle wait can end in a client-side timeout. Nothing was popped: go on.
+                continue
             except Exception:
                 logger.warning("stream hub: channel layer receive failed", exc_info=True)
                 await asyncio.sleep(0.5)

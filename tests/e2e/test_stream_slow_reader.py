@@ -21,7 +21,7 @@ from tests.streaming.conftest import sim_market as sim_market  # the fixture, sh
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 BOOK = "book.sim.BTC-USD"
-LEVELS = 60  # ~3 kB a message: enough bytes to fill socket buffers in seconds
+LEVELS = 200  # ~10 kB a message: enough bytes to fill socket buffers in seconds
 
 
 def book(i: int) -> dict:
@@ -59,8 +59,8 @@ async def test_slow_reader_gets_lagged_and_a_snapshot_while_a_fast_reader_gets_e
     await sync_to_async(plan_grant)(acme)
     key = (await sync_to_async(api_key_create)(organization=acme, created_by=alice)).raw_key
     limits = {
-        "STREAM_QUEUE_FRAMES": "32",
-        "STREAM_TRANSPORT_BACKLOG_BYTES": "65536",
+        "STREAM_QUEUE_FRAMES": "16",
+        "STREAM_TRANSPORT_BACKLOG_BYTES": "32768",
         "STREAM_LAG_CLOSE_SECONDS": "60",
     }
     with processes(feeds=False, **limits) as (url, port):
