@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format requirements install clean
+.PHONY: run test lint format requirements install clean chromium vendor
 
 # Development mode unless the caller says otherwise; the settings module itself stays
 # production-safe (DEBUG off) for every other way of starting the product.
@@ -16,7 +16,7 @@ run: export DEBUG ?= 1
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py serve
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -26,6 +26,18 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 
 install: $(VENV)/.installed-dev
+
+# The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+# Where it cannot be installed they are skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		[ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "Chromium is not installed: the browser tests will be skipped."
+
+# Re-vendor the TradingView chart library into static/vendor/ (see docs/web.md).
+vendor:
+	scripts/vendor_charts.sh
 
 # Recompile the pins after editing requirements/*.in.
 requirements: $(VENV)/.installed-dev

@@ -278,6 +278,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "BacktestStatusEnum": "analytics.models.Backtest.Status",
+        "ApiKeyStatusEnum": ["active", "revoked", "expired"],
+    },
     # The docs page's JavaScript is served from our static files, not a CDN (strict CSP).
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",

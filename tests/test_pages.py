@@ -61,7 +61,7 @@ def test_dashboard_shows_the_current_organization_and_role(alice, acme):
     assert "Owner" in body
     assert f'href="{reverse("api_keys")}"' in body
     assert f'href="{reverse("team")}"' in body
-    assert "Market data arrives soon" in body
+    assert 'id="price-chart"' in body
 
 
 def test_signed_in_header_shows_email_switcher_and_a_post_logout(alice, acme, bob):

@@ -135,6 +135,7 @@ class BacktestListView(OrganizationAPIView):
     @extend_schema(
         parameters=[ListParams],
         responses={200: BacktestList},
+        operation_id="backtests_list",
         summary="The organization's backtest jobs, newest first",
     )
     def get(self, request: Request) -> Response:

@@ -1,0 +1,209 @@
+/*
+ * Shared helpers for the app pages (dashboard, options, backtests, usage, landing):
+ * calling our REST API with the session, reading the theme for charts, formatting.
+ * Exposes one global, window.QS. No inline scripts anywhere (strict CSP): pages pass
+ * data through data-* attributes and these files read them.
+ */
+(function () {
+  "use strict";
+
+  function cookie(name) {
+    var match = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  /** An API error with the one error shape of API.md: {error: {code, message, details}}. */
+  function ApiError(status, body) {
+    var error = (body && body.error) || {};
+    this.name = "ApiError";
+    this.status = status;
+    this.code = error.code || "http_" + status;
+    this.message = error.message || "The server answered " + status + ".";
+    this.details = error.details || {};
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+
+  /**
+   * fetch() against our own API with the session cookie. Writes carry the CSRF token:
+   * DRF's SessionAuthentication enforces it, which is what stops other sites from
+   * using a visitor's session.
+   */
+  async function api(path, options) {
+    options = options || {};
+    var headers = { Accept: "application/json" };
+    var init = { method: options.method || "GET", credentials: "same-origin", headers: headers };
+    if (options.body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      headers["X-CSRFToken"] = cookie("csrftoken");
+      init.body = JSON.stringify(options.body);
+    }
+    if (options.signal) init.signal = options.signal;
+    var response = await fetch(path, init);
+    var body = null;
+    try {
+      body = await response.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!response.ok) throw new ApiError(response.status, body);
+    return body;
+  }
+
+  function query(params) {
+    var parts = [];
+    Object.keys(params).forEach(function (key) {
+      var value = params[key];
+      if (value !== undefined && value !== null && value !== "") {
+        parts.push(encodeURIComponent(key) + "=" + encodeURIComponent(value));
+      }
+    });
+    return parts.length ? "?" + parts.join("&") : "";
+  }
+
+  function cssVar(name, fallback) {
+    var value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  /** Chart colours from the site's design tokens, so charts follow light and dark. */
+  function chartTheme() {
+    return {
+      background: cssVar("--surface", "#ffffff"),
+      text: cssVar("--text-muted", "#4a5568"),
+      grid: cssVar("--border", "#d5dce5"),
+      up: cssVar("--up", "#05795a"),
+      down: cssVar("--down", "#c0262d"),
+      primary: cssVar("--primary", "#1d4ed8"),
+      warning: cssVar("--warning", "#8a4b08"),
+    };
+  }
+
+  function chartOptions(extra) {
+    var theme = chartTheme();
+    var options = {
+      autoSize: true,
+      layout: {
+        background: { type: "solid", color: theme.background },
+        textColor: theme.text,
+        fontFamily: cssVar("--font-sans", "system-ui, sans-serif"),
+        // The library's logo injects a <style> element, which our CSP refuses; pages with
+        // charts credit TradingView in text instead (templates/web/_chart_credit.html).
+        attributionLogo: false,
+      },
+      grid: { vertLines: { color: theme.grid }, horzLines: { color: theme.grid } },
+      rightPriceScale: { borderColor: theme.grid },
+      timeScale: { borderColor: theme.grid, timeVisible: true, secondsVisible: false, rightOffset: 4 },
+      crosshair: { mode: 0 },
+    };
+    return Object.assign(options, extra || {});
+  }
+
+  /** Re-apply colours when the theme changes (toggle in the footer, or the system's). */
+  function onThemeChange(callback) {
+    new MutationObserver(callback).observe(document.documentElement, {
+      attributes: true,
+      attributeFilter: ["data-theme"],
+    });
+    if (window.matchMedia) {
+      var media = window.matchMedia("(prefers-color-scheme: dark)");
+      if (media.addEventListener) media.addEventListener("change", callback);
+    }
+  }
+
+  function themeChart(chart) {
+    var theme = chartTheme();
+    chart.applyOptions({
+      layout: { background: { type: "solid", color: theme.background }, textColor: theme.text },
+      grid: { vertLines: { color: theme.grid }, horzLines: { color: theme.grid } },
+      rightPriceScale: { borderColor: theme.grid },
+      timeScale: { borderColor: theme.grid },
+    });
+  }
+
+  /** Chart time: lightweight-charts wants UTC seconds; the API speaks milliseconds. */
+  function seconds(ms) {
+    return Math.floor(ms / 1000);
+  }
+
+  function decimals(value) {
+    var abs = Math.abs(value);
+    if (abs >= 1000) return 2;
+    if (abs >= 1) return 4;
+    return 6;
+  }
+
+  function price(value, digits) {
+    if (value === null || value === undefined || isNaN(value)) return "–";
+    var d = digits === undefined ? decimals(value) : digits;
+    return Number(value).toLocaleString("en-US", {
+      minimumFractionDigits: Math.min(d, 2),
+      maximumFractionDigits: d,
+    });
+  }
+
+  function number(value, digits) {
+    if (value === null || value === undefined || isNaN(value)) return "–";
+    return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 4 : digits });
+  }
+
+  function percent(value, digits) {
+    if (value === null || value === undefined || isNaN(value)) return "–";
+    return (value * 100).toFixed(digits === undefined ? 2 : digits) + " %";
+  }
+
+  function clock(ms) {
+    var d = new Date(ms);
+    return d.toISOString().substring(11, 19);
+  }
+
+  function duration(seconds) {
+    if (seconds >= 3600 && seconds % 3600 === 0) return seconds / 3600 + " h";
+    if (seconds >= 60 && seconds % 60 === 0) return seconds / 60 + " min";
+    return seconds + " s";
+  }
+
+  /** Replace an element's children with text-only nodes (never innerHTML: no injection). */
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      if (key === "text") node.textContent = attrs[key];
+      else if (key === "className") node.className = attrs[key];
+      else node.setAttribute(key, attrs[key]);
+    });
+    (children || []).forEach(function (child) {
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+    return node;
+  }
+
+  function errorText(error) {
+    if (error && error.details && typeof error.details === "object") {
+      var fields = Object.keys(error.details)
+        .filter(function (key) { return key !== "plans"; })
+        .map(function (key) {
+          var value = error.details[key];
+          return key + ": " + (Array.isArray(value) ? value.join(" ") : JSON.stringify(value));
+        });
+      if (fields.length && error.code === "invalid") return error.message + " (" + fields.join("; ") + ")";
+    }
+    return (error && error.message) || "Something went wrong.";
+  }
+
+  window.QS = {
+    api: api,
+    ApiError: ApiError,
+    query: query,
+    chartTheme: chartTheme,
+    chartOptions: chartOptions,
+    themeChart: themeChart,
+    onThemeChange: onThemeChange,
+    seconds: seconds,
+    price: price,
+    number: number,
+    percent: percent,
+    clock: clock,
+    duration: duration,
+    el: el,
+    errorText: errorText,
+  };
+})();

@@ -1,0 +1,177 @@
+"""A real browser against a real server: headless Chromium driven by Playwright.
+
+The server is `manage.py serve` in embedded mode (what `make run` starts), in a
+temporary VAR_DIR on a free port, with the simulated feed running inside it. Email
+goes to files (EMAIL_FILE_PATH) so a test can read the verification link, and Stripe
+is the local fake from tests/fakes. Chromium is Debian's package; Playwright never
+downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.e2e.test_serve import Running, _env, _free_port, _wait_http
+from tests.fakes.stripe_server import SECRET_KEY, FakeStripe
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WEBHOOK_SECRET = "whsec_browser_tests"
+PRICE_PRO = "price_pro_browser"
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+def _playwright():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright; it is a dev requirement)")
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    return sync_playwright
+
+
+@dataclass
+class Site:
+    url: str
+    server: Running
+    stripe: FakeStripe
+    mail_dir: Path
+    stripe_events: list[dict] = field(default_factory=list)
+
+    def emails(self) -> list[str]:
+        return [p.read_text() for p in sorted(self.mail_dir.glob("*.log"))]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    """One running server per test module (starting it costs a few seconds)."""
+    _playwright()
+    tmp = tmp_path_factory.mktemp("browser-site")
+    mail_dir = tmp / "mail"
+    mail_dir.mkdir()
+    stripe = FakeStripe().start()
+    port = _free_port()
+    env = _env(
+        var_dir=tmp / "var",
+        port=port,
+        EMAIL_FILE_PATH=str(mail_dir),
+        STRIPE_SECRET_KEY=SECRET_KEY,
+        STRIPE_API_BASE=stripe.base,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_PRICE_PRO=PRICE_PRO,
+        SITE_URL=f"http://127.0.0.1:{port}",
+    )
+    server = Running("serve", "--no-seed", env=env)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_http(f"{url}healthz", proc=server, timeout=90)
+        server.wait_for(re.compile(r"Feed runner started"), timeout=30)
+        yield Site(url=url, server=server, stripe=stripe, mail_dir=mail_dir)
+    finally:
+        server.kill_everything()
+        stripe.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    sync_playwright = _playwright()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# Redoc (the API docs page) always renders a "powered by" logo from its vendor's CDN; the
+# CSP refuses it (no third-party requests), Redoc hides the broken image, the page works.
+KNOWN_REFUSALS = ("cdn.redoc.ly/redoc/logo-mini.svg",)
+
+
+class ConsoleWatch:
+    """Collects what breaks a page: uncaught exceptions, console errors (CSP refusals
+    included), failed page or static loads and server errors.
+
+    API answers in the 4xx range are not errors of the page: they are the API's contract
+    (404 "no book received yet", 403 plan_required) and the page handles them. Chromium
+    still logs every such answer as "Failed to load resource", so those lines are judged
+    from the response instead.
+    """
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.errors: list[str] = []
+
+    def attach(self, page) -> None:
+        page.on("console", lambda message: self._console(page, message))
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: uncaught {exc}"))
+        page.on("response", self._response)
+
+    def _ours(self, url: str) -> bool:
+        return url.startswith(self.origin)
+
+    def _console(self, page, message) -> None:
+        if message.type != "error" or not self._ours(page.url):
+            return
+        if message.text.startswith("Failed to load resource"):
+            return  # judged in _response, which knows the URL and the status
+        if any(known in message.text for known in KNOWN_REFUSALS):
+            return
+        self.errors.append(f"{page.url}: {message.text}")
+
+    def _response(self, response) -> None:
+        url = response.url
+        if not self._ours(url):
+            return
+        path = url[len(self.origin) :]
+        if response.status >= 500 or (response.status >= 400 and not path.startswith("/api/")):
+            self.errors.append(f"{response.status} for {url}")
+
+
+@pytest.fixture
+def new_context(browser, site):
+    """Factory of fresh browser contexts (each its own cookies), all watched for errors."""
+    contexts = []
+    watch = ConsoleWatch(site.url.rstrip("/"))
+
+    def make(viewport: str = "desktop"):
+        context = browser.new_context(viewport=VIEWPORTS[viewport], base_url=site.url)
+        context.set_default_timeout(20_000)
+        context.on("page", watch.attach)
+        contexts.append(context)
+        return context
+
+    make.watch = watch
+    yield make
+    for context in contexts:
+        context.close()
+    assert not watch.errors, "JavaScript errors:\n" + "\n".join(watch.errors)
+
+
+def screenshot(page, name: str) -> Path:
+    """Full-page screenshot into var/screenshots/ (not committed) for people to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
