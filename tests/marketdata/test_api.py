@@ -11,6 +11,7 @@ import pytest
 
 from accounts.services.api_keys import api_key_create
 from billing.entitlements import entitlements_for
+from billing.models import Plan, PlanOverride
 from marketdata.models import Instrument, Trade
 from marketdata.sim.history import sim_history_load
 from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
@@ -20,8 +21,17 @@ BTC = "/api/v1/markets/sim/BTC-USD"
 
 
 @pytest.fixture
-def history(db) -> int:
-    """Ten minutes of simulated history ending at the current minute; returns its end."""
+def history(acme) -> int:
+    """Ten minutes of simulated history ending at the current minute; returns its end.
+
+    Acme reads it in real time: the free plan's limits without its delay (delayed plans
+    have their own tests in test_delayed_plans.py).
+    """
+    realtime = Plan.objects.get(code="free")  # saved below as a private copy
+    realtime.pk, realtime.code, realtime.is_public = None, "free-realtime", False
+    realtime.stream_delay_seconds = 0
+    realtime.save()
+    PlanOverride.objects.create(organization=acme, plan=realtime, reason="real-time reads")
     end = now_ms()
     end -= end % 60_000
     sim_history_load(minutes=10, seed=42, end_ms=end)
@@ -120,8 +130,10 @@ def test_candles_are_utc_aligned_and_only_the_open_bucket_is_not_final(alice_cli
     assert all(c["final"] for c in candles)  # the history ends at the current minute
 
     hourly = alice_client.get(f"{BTC}/candles?interval=1h").json()["data"]
+    current_hour = now_ms() // 3_600_000 * 3_600_000
     assert all(c["ts"] % 3_600_000 == 0 for c in hourly)
-    assert hourly[-1]["final"] is False  # the current hour is still open
+    # The history's last hour is still open unless it started just after the hour turned.
+    assert hourly[-1]["final"] is (hourly[-1]["ts"] < current_hour)
     assert sum(c["trades"] for c in hourly) == sum(c["trades"] for c in candles)
 
 
@@ -197,6 +209,8 @@ def test_history_beyond_the_plan_depth_is_403_naming_the_plans_that_allow_it(
 def test_an_api_key_of_another_organization_reads_the_same_global_tape(
     alice_client, mallory, globex, api_client, history
 ):
+    realtime = Plan.objects.get(code="free-realtime")  # as Acme's, so both read the same
+    PlanOverride.objects.create(organization=globex, plan=realtime, reason="real-time reads")
     created = api_key_create(organization=globex, created_by=mallory, name="bot")
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
     url = f"{BTC}/trades?start={history - 60_000}&end={history}"
