@@ -33,3 +33,12 @@ def OrganizationFactory(*, name: str = "Test Org", owner: User) -> Organization:
 
 def membership_add(*, organization: Organization, user: User, role: str) -> Membership:
     return Membership.objects.create(organization=organization, user=user, role=role)
+
+
+def plan_grant(*, organization: Organization, code: str = "pro") -> None:
+    """Give `organization` a plan through an operator override (no Stripe involved)."""
+    from billing.models import Plan, PlanOverride
+
+    PlanOverride.objects.create(
+        organization=organization, plan=Plan.objects.get(code=code), reason="test"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -20,6 +20,7 @@ from analytics.models import Backtest
 from analytics.services import BacktestNotAllowed, backtest_submit
 from marketdata import selectors as md_selectors
 from marketdata.api.access import history_guard
+from marketdata.api.delay import complete_before, realtime_cutoff_ms
 from marketdata.candles import INTERVALS_MS
 from quantsaas.api.base import OrganizationAPIView
 from quantsaas.api.errors import PlanRequired
@@ -169,6 +170,11 @@ class BacktestListView(OrganizationAPIView):
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         history_guard(organization=self.organization, start_ms=params["start"], now_ms=now_ms())
+        cutoff = realtime_cutoff_ms(self.organization)
+        if cutoff is not None:  # a delayed plan's backtest must not read real-time candles
+            params["end"] = min(params["end"], complete_before(cutoff))
+            if params["start"] >= params["end"]:
+                raise ValidationError({"end": "Your plan's data ends before this start time."})
         try:
             job = backtest_submit(
                 organization=self.organization,

@@ -28,6 +28,7 @@ from analytics.volatility import ESTIMATORS, realized_volatility
 from analytics.vpin import vpin as vpin_batch
 from marketdata import selectors as md_selectors
 from marketdata.api.access import history_boundary, history_guard
+from marketdata.api.delay import complete_before
 from marketdata.api.params import WindowParams
 from marketdata.api.views import MarketDataView
 from marketdata.candles import INTERVALS_MS
@@ -62,9 +63,14 @@ def _number(value: float | None) -> float | None:
 class AnalyticsView(MarketDataView):
     def window(self, params: dict, *, step_ms: int, limit: int) -> tuple[int, int]:
         """[start, end) of the request, with the plan's history depth enforced; without
-        `start`, the latest `limit` steps before `end`."""
+        `start`, the latest `limit` steps before `end`. For a delayed plan `end` is at
+        most the cutoff (marketdata/api/delay.py): analytics of the last minutes would
+        leak the real-time data they are computed from."""
         now = now_ms()
         end = params.get("end", now)
+        cutoff = self.realtime_cutoff(now)
+        if cutoff is not None:
+            end = min(end, cutoff)
         start = params.get("start")
         if start is None:
             boundary = history_boundary(organization=self.organization, now_ms=now)
@@ -106,6 +112,9 @@ class OfiView(AnalyticsView):
         interval_ms, limit = OFI_INTERVALS_MS[params["interval"]], params["limit"]
         start, end = self.window(params, step_ms=interval_ms, limit=limit)
         start -= start % interval_ms
+        cutoff = self.realtime_cutoff()
+        if cutoff is not None:
+            end = min(end, complete_before(cutoff, unit_ms=1_000))  # whole stored seconds
         rows = selectors.ofi_between(
             instrument=instrument,
             interval_ms=interval_ms,
@@ -304,6 +313,9 @@ class VolatilityView(AnalyticsView):
         start, end = self.window(params, step_ms=interval_ms, limit=limit)
         start -= start % interval_ms
         end += -end % interval_ms
+        cutoff = self.realtime_cutoff()
+        if cutoff is not None:
+            end = min(end, complete_before(cutoff))  # whole stored minutes
         # The bars before `start` that the first window needs (one more for the estimators
         # that use the previous close); they are read but not answered.
         lead = (window + 1) * interval_ms

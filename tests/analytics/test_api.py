@@ -21,6 +21,7 @@ from marketdata.records import BookUpdate, TradeRecord
 from marketdata.sim.history import sim_history_load
 from quantsaas.celery import app as celery_app
 from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
+from tests.factories import plan_grant
 
 PRICE = "/api/v1/options/price"
 IV = "/api/v1/options/implied-volatility"
@@ -38,6 +39,12 @@ def error_of(response, status: int, code: str) -> dict:
 @pytest.fixture
 def btc(db) -> Instrument:
     return Instrument.objects.get(exchange_id="sim", symbol="BTC-USD")
+
+
+@pytest.fixture
+def realtime(acme) -> None:
+    """Acme reads real time; the free plan's delay would cut off the fresh candles."""
+    plan_grant(organization=acme)
 
 
 @pytest.fixture
@@ -237,7 +244,10 @@ def test_rest_ofi_equals_the_published_stream_and_the_batch_definition(alice_cli
     assert sum(row["updates"] for row in minutes) == n
 
 
-def test_rest_vpin_serves_the_stream_and_computes_other_parameters_from_trades(alice_client, btc):
+def test_rest_vpin_serves_the_stream_and_computes_other_parameters_from_trades(
+    alice_client, acme, btc
+):
+    _plan_override(acme, stream_delay_seconds=0)  # reads up to now: a real-time plan
     end = now_ms()
     end -= end % 60_000
     sim_history_load(minutes=40, seed=3, end_ms=end)
@@ -285,7 +295,8 @@ def test_vpin_without_a_stream_needs_a_bucket_volume(alice_client, btc):
     assert "bucket_volume" in error["details"]["fields"]
 
 
-def test_volatility_is_the_rolling_estimator_over_stored_candles(alice_client, btc):
+def test_volatility_is_the_rolling_estimator_over_stored_candles(alice_client, acme, btc):
+    _plan_override(acme, stream_delay_seconds=0)  # reads up to now: a real-time plan
     end = now_ms()
     end -= end % 60_000
     sim_history_load(minutes=45, seed=5, end_ms=end)
@@ -349,7 +360,7 @@ def _submit(client, start: int, **changes):
 
 
 def test_a_backtest_job_runs_to_the_known_answer(
-    alice_client, btc, eager_celery, django_capture_on_commit_callbacks
+    alice_client, btc, realtime, eager_celery, django_capture_on_commit_callbacks
 ):
     n = 60
     start = _rising_candles(btc, n)
@@ -372,7 +383,7 @@ def test_a_backtest_job_runs_to_the_known_answer(
 
 
 def test_the_job_result_matches_the_library_on_the_same_candles(
-    alice_client, btc, eager_celery, django_capture_on_commit_callbacks
+    alice_client, btc, realtime, eager_celery, django_capture_on_commit_callbacks
 ):
     end = now_ms()
     end -= end % 60_000
@@ -473,7 +484,7 @@ def test_backtest_list_pages_newest_first(alice_client, btc):
     assert second["next"] is None
 
 
-def test_running_a_job_twice_does_not_run_it_again(alice_client, btc):
+def test_running_a_job_twice_does_not_run_it_again(alice_client, btc, realtime):
     start = _rising_candles(btc, 10)
     job_id = _submit(alice_client, start).json()["id"]
 

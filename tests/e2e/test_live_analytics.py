@@ -18,6 +18,7 @@ from analytics.models import OfiSecond
 from marketdata.feeds.groups import group_for
 from marketdata.models import Instrument
 from tests.e2e.test_run_feeds import _database_url, sim_instruments  # noqa: F401
+from tests.factories import plan_grant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -45,7 +46,9 @@ async def _listen(seconds: float, enough: int) -> list[dict]:
 def test_live_ofi_is_published_and_the_rest_history_serves_the_same_numbers(
     sim_instruments,  # noqa: F811
     alice_client,
+    acme,
 ):
+    plan_grant(organization=acme)  # real time: the free plan's delay would hide the last seconds
     env = {**os.environ, "DATABASE_URL": _database_url(), "SIM_SPEED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run_feeds", "--exchange", "sim"],

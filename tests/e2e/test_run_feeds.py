@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from accounts.services.api_keys import api_key_create
 from marketdata.feeds.health import feed_health
 from marketdata.models import Exchange, Instrument, Trade
+from tests.factories import plan_grant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -88,6 +89,7 @@ def test_run_feeds_on_sim_stores_trades_readable_through_the_api(sim_instruments
             proc,
         )
 
+        plan_grant(organization=acme)  # real time: the free plan's delay would hide them
         created = api_key_create(organization=acme, created_by=alice, name="e2e")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {created.raw_key}")
