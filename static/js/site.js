@@ -29,6 +29,10 @@
 
   applyTheme(storedTheme());
 
+  // Lets the CSS keep the narrow-screen account menu closed until initAccountMenu has run,
+  // without hiding it from visitors who have no JavaScript.
+  root.classList.add("js");
+
   function themeLabel(theme) {
     if (theme === "light") return "Theme: light";
     if (theme === "dark") return "Theme: dark";
@@ -79,10 +83,59 @@
     });
   }
 
+  // The header's account menu is a <details> rendered open. Whether it is collapsible is
+  // decided by the CSS alone (the "Menu" toggle is displayed or not), so the breakpoint
+  // lives in one place: wide screens keep it open, narrow ones start closed.
+  function initAccountMenu() {
+    var menu = document.querySelector("[data-account-menu]");
+    if (!menu) return;
+    var toggle = menu.querySelector("summary");
+    var narrow = null;
+
+    function sync() {
+      var collapsible = window.getComputedStyle(toggle).display !== "none";
+      if (collapsible === narrow) return;
+      narrow = collapsible;
+      menu.open = !collapsible;
+    }
+
+    function close(returnFocus) {
+      if (!narrow || !menu.open) return;
+      menu.open = false;
+      if (returnFocus) toggle.focus();
+    }
+
+    sync();
+    menu.setAttribute("data-ready", "");
+    window.addEventListener("resize", sync);
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") close(menu.contains(document.activeElement));
+    });
+    document.addEventListener("click", function (event) {
+      if (!menu.contains(event.target)) close(false);
+    });
+    // Tabbing past the last item closes the panel so it does not cover the page.
+    menu.addEventListener("focusout", function (event) {
+      if (event.relatedTarget && !menu.contains(event.relatedTarget)) close(false);
+    });
+  }
+
+  // On phones the sidebar is a horizontally scrolling strip; bring the current page into view.
+  function revealCurrentNavItem() {
+    var nav = document.querySelector(".app-nav");
+    var current = nav && nav.querySelector("[aria-current=page]");
+    if (!current || nav.scrollWidth <= nav.clientWidth) return;
+    var navBox = nav.getBoundingClientRect();
+    var itemBox = current.getBoundingClientRect();
+    nav.scrollLeft += itemBox.left - navBox.left - (nav.clientWidth - itemBox.width) / 2;
+  }
+
   function init() {
     initThemeToggle();
     initAutoSubmit();
     initConfirm();
+    initAccountMenu();
+    revealCurrentNavItem();
   }
 
   if (document.readyState === "loading") {
