@@ -1,19 +1,27 @@
 """Stream fan-out: N clients on one channel at R ticks a second, ours vs a plain server.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... python bench/fanout.py \
-        [--clients 500] [--rate 1000] [--seconds 10]
+        [--clients 500] [--rate 1000] [--seconds 10] [--client-procs 2] [--only ours|plain]
 
 Runs, on 127.0.0.1 only, for a bounded time and then stops itself:
 
 1. ours: one daphne process serving /ws/v1/stream; the feed side is the real
    Publisher (batching) writing to the Redis channel layer; N clients subscribe
    to one trades channel.
-2. baseline: a plain ``websockets`` server that receives the same ticks over
-   Redis pub/sub and broadcasts each tick as one frame to the same N clients.
+2. plain, per tick: a plain ``websockets`` server that receives the same ticks
+   over Redis pub/sub and broadcasts each tick as one frame (issue 5's baseline).
+3. plain, batched: the same plain server fed our batches (one frame per
+   STREAM_BATCH_MS window), so the per-frame cost of the two servers compares
+   on identical frames.
 
-Reports ticks delivered per second, p50/p99/max latency from feed publish to
-client receive, ticks dropped (ours: counted in ``lagged``), and server CPU
-seconds per million ticks delivered, with our ratio to the baseline.
+The same load generator serves every side: N connections shared by a few
+client processes (uvloop, compression off, frames read as bytes and only the
+seq, record count and oldest/newest ``recv_ts`` extracted). Reports ticks
+delivered per second, p50/p99/max latency from our receipt of the tick
+(``recv_ts``) to client receive, ticks counted in ``lagged``, messages lost
+without a word (seq gaps), server CPU seconds per million ticks delivered, the
+cores used by server and clients and how busy the whole machine was (other
+work on it skews every figure), with our ratios to the plain server.
 Targets (issue 5): every tick delivered or counted, p99 < 250 ms, CPU within 3x.
 Bench rows (a user, an organization, a plan and a key) are deleted afterwards.
 """
@@ -23,8 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHANNEL = "trades.sim.BTC-USD"
 PUBSUB = "bench:fanout:ticks"
-WORKERS = min(8, max(2, (os.cpu_count() or 4) - 2))
+# Several client processes share the connections; more than the cores only adds switching.
+CLIENT_PROCS = min(4, max(2, os.cpu_count() or 2))
 
 
 def now_ms() -> float:
@@ -65,7 +76,22 @@ def wait_port(port: int, seconds: float = 30) -> None:
 
 
 # --- clients (separate processes, so the server is what is measured) -----------------------
+# The generator must cost far less per frame than the servers it measures, and the same for
+# both: frames are taken as bytes (no UTF-8 decode, no JSON parse); the seq, the record count
+# and the oldest and newest recv_ts are read with C-level searches. Only rare frames (lagged)
+# are parsed. Compression is off on every side, as it is in production (daphne accepts none).
+UPDATE_PREFIX = b'{"type":"update"'
+RECV_TS = re.compile(rb'"recv_ts":(\d+)')
+SEQ = re.compile(rb'"seq":(\d+)')
+
+
+def quiet_teardown() -> None:
+    """Stopping mid-stream makes asyncio log every write to a closed socket; not a finding."""
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
+
+
 def client_worker(url, headers, origin, count, subscribe, window, ready, results):
+    quiet_teardown()
     import orjson
     import websockets
 
@@ -75,7 +101,13 @@ def client_worker(url, headers, origin, count, subscribe, window, ready, results
         try:
             await gate.acquire()
             ws = await websockets.connect(
-                url, additional_headers=headers, origin=origin, max_queue=None, open_timeout=60
+                url,
+                additional_headers=headers,
+                origin=origin,
+                compression=None,
+                proxy=None,
+                max_size=None,
+                open_timeout=60,
             )
         except Exception as exc:  # surfaced to the driver instead of hanging it
             ready.put(repr(exc))
@@ -87,26 +119,34 @@ def client_worker(url, headers, origin, count, subscribe, window, ready, results
                 await ws.recv()  # subscribed
             gate.release()
             ready.put(1)
+            recv, latencies, last_seq = ws.recv, stats["latencies"], 0
             while True:
-                frame = orjson.loads(await ws.recv())
-                received = now_ms()
-                kind = frame.get("type")
-                if kind == "lagged":
-                    stats["dropped"] += frame["missed"]
+                frame = await recv(decode=False)
+                received = time.time() * 1000
+                if not frame.startswith(UPDATE_PREFIX):
+                    message = orjson.loads(frame)
+                    if message.get("type") == "lagged":
+                        last_seq = message["to_seq"]  # skipped, and said so
+                        if window[0] <= received < window[1]:
+                            stats["dropped"] += message["missed"]
                     continue
-                if kind != "update":
-                    continue
+                seq = int(SEQ.search(frame).group(1))
+                inside = window[0] <= received < window[1]
+                if last_seq and seq != last_seq + 1 and inside:
+                    stats["gaps"] += seq - last_seq - 1  # lost without a word: must stay 0
+                last_seq = seq
                 # Steady state: what arrives during the measured window, however old.
-                if not window[0] <= received < window[1]:
+                if not inside:
                     continue
-                records = frame["data"]
-                stats["ticks"] += len(records)
-                # Latency of the oldest and newest record of the frame: cheap, and bounds it.
-                stats["latencies"].append(received - records[0]["recv_ts"])
-                stats["latencies"].append(received - records[-1]["recv_ts"])
+                stats["frames"] += 1
+                stats["ticks"] += frame.count(b'"recv_ts":')
+                # The oldest and the newest record of the frame bound every record's latency.
+                latencies.append(received - int(RECV_TS.search(frame).group(1)))
+                tail = frame.rfind(b'"recv_ts":')
+                latencies.append(received - int(RECV_TS.match(frame, tail).group(1)))
 
     async def main():
-        stats = {"ticks": 0, "dropped": 0, "latencies": []}
+        stats = {"ticks": 0, "frames": 0, "dropped": 0, "gaps": 0, "latencies": []}
         tasks = [asyncio.create_task(one(stats)) for _ in range(count)]
         give_up = time.monotonic() + window[2]
         while time.monotonic() < give_up and not (window[1] and now_ms() > window[1] + 500):  # noqa: ASYNC110
@@ -116,7 +156,12 @@ def client_worker(url, headers, origin, count, subscribe, window, ready, results
         await asyncio.gather(*tasks, return_exceptions=True)
         results.put(stats)
 
-    asyncio.run(main())
+    try:  # the cheapest event loop there is, for both servers alike
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 # --- the baseline server --------------------------------------------------------------------
@@ -125,6 +170,7 @@ def baseline_server(port: int, redis_url: str) -> None:
     import websockets
     from websockets.asyncio.server import broadcast, serve
 
+    quiet_teardown()
     clients: set = set()
 
     async def handler(ws):
@@ -138,7 +184,7 @@ def baseline_server(port: int, redis_url: str) -> None:
         client = aioredis.from_url(redis_url)
         pubsub = client.pubsub()
         await pubsub.subscribe(PUBSUB)
-        async with serve(handler, "127.0.0.1", port, max_queue=None):
+        async with serve(handler, "127.0.0.1", port, compression=None):
             async for message in pubsub.listen():
                 if message["type"] == "message":
                     broadcast(clients, message["data"].decode())
@@ -157,23 +203,45 @@ async def load_ours(rate: int, seconds: float) -> int:
     )
 
 
-async def load_baseline(rate: int, seconds: float, redis_url: str) -> int:
+async def load_baseline(rate: int, seconds: float, redis_url: str, window_ms: float) -> int:
+    """Ticks over Redis pub/sub to the plain server: one frame per tick, or batched like ours.
+
+    Batched, the plain server gets exactly our frames (one per window carrying every tick of
+    the window, seq per frame), so the comparison isolates the server's per-frame cost.
+    """
     import orjson
     import redis.asyncio as aioredis
 
     client = aioredis.from_url(redis_url)
-    seq = 0
+    seq, pending = 0, []
 
-    async def send(tick):
+    async def publish(data):
         nonlocal seq
         seq += 1
-        tick = {**tick, "recv_ts": int(now_ms())}
-        frame = {"type": "update", "channel": CHANNEL, "seq": seq, "data": [tick]}
+        frame = {"type": "update", "channel": CHANNEL, "seq": seq, "data": data}
         await client.publish(PUBSUB, orjson.dumps(frame))
 
+    async def send(tick):
+        tick = {**tick, "recv_ts": int(now_ms())}
+        if window_ms:
+            pending.append(tick)
+        else:
+            await publish([tick])
+
+    async def flush_every_window():
+        while True:
+            await asyncio.sleep(window_ms / 1000)
+            if pending:
+                data = pending[:]
+                pending.clear()
+                await publish(data)
+
+    flusher = asyncio.ensure_future(flush_every_window()) if window_ms else None
     try:
         return await _paced(rate, seconds, send)
     finally:
+        if flusher is not None:
+            flusher.cancel()
         await client.aclose()
 
 
@@ -198,11 +266,19 @@ async def _paced(rate: int, seconds: float, send) -> int:
     return sent
 
 
-def run_side(name, url, headers, origin, subscribe, clients, rate, seconds, server_pid, load):
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat: others' load shows here."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def run_side(name, url, headers, origin, subscribe, args, server_pid, load):
+    clients, rate, seconds, workers = args.clients, args.rate, args.seconds, args.client_procs
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     window = ctx.Array("d", [0.0, 0.0, seconds + 120], lock=False)
-    per = [clients // WORKERS + (1 if i < clients % WORKERS else 0) for i in range(WORKERS)]
+    per = [clients // workers + (1 if i < clients % workers else 0) for i in range(workers)]
     procs = [
         ctx.Process(
             target=client_worker,
@@ -223,12 +299,19 @@ def run_side(name, url, headers, origin, subscribe, clients, rate, seconds, serv
     window[1] = window[0] + seconds * 1000
     cpu = {}
 
+    def sample(at: str) -> None:
+        cpu[at] = (
+            cpu_seconds(server_pid),
+            sum(cpu_seconds(p.pid) for p in procs),
+            machine_busy(),
+        )
+
     async def drive():
         task = asyncio.ensure_future(load(warmup + seconds + 0.5))
         await asyncio.sleep(warmup)
-        cpu["start"] = cpu_seconds(server_pid)
+        sample("start")
         await asyncio.sleep(seconds)
-        cpu["end"] = cpu_seconds(server_pid)
+        sample("end")
         return await task
 
     asyncio.run(drive())
@@ -236,7 +319,6 @@ def run_side(name, url, headers, origin, subscribe, clients, rate, seconds, serv
     for p in procs:
         p.join(10)
     ticks = sum(s["ticks"] for s in stats)
-    dropped = sum(s["dropped"] for s in stats)
     latencies = sorted(x for s in stats for x in s["latencies"])
 
     def pct(q):
@@ -246,17 +328,24 @@ def run_side(name, url, headers, origin, subscribe, clients, rate, seconds, serv
             else float("nan")
         )
 
-    expected = clients * rate * seconds
-    cpu_used = cpu["end"] - cpu["start"]
+    (server0, clients0, (busy0, total0)), (server1, clients1, (busy1, total1)) = (
+        cpu["start"],
+        cpu["end"],
+    )
     return {
         "name": name,
         "ticks_per_s": ticks / seconds,
-        "delivered_share": ticks / expected,
-        "dropped": dropped,
+        "frames_per_s": sum(s["frames"] for s in stats) / seconds,
+        "delivered_share": ticks / (clients * rate * seconds),
+        "dropped": sum(s["dropped"] for s in stats),
+        "gaps": sum(s["gaps"] for s in stats),
         "p50": pct(0.5),
         "p99": pct(0.99),
         "max": latencies[-1] if latencies else float("nan"),
-        "cpu_per_million": cpu_used / max(ticks, 1) * 1e6,
+        "server_cores": (server1 - server0) / seconds,
+        "client_cores": (clients1 - clients0) / seconds,
+        "machine_busy": (busy1 - busy0) / max(total1 - total0, 1),
+        "cpu_per_million": (server1 - server0) / max(ticks, 1) * 1e6,
     }
 
 
@@ -300,11 +389,80 @@ def bench_account(clients: int):
     return user, org, plan, key
 
 
+def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, *command, str(port)], cwd=ROOT, env=env, start_new_session=True
+    )
+    wait_port(port)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def report(args, results: list[dict]) -> None:
+    print(
+        f"\n{args.clients} clients x {args.rate} ticks/s for {args.seconds:.0f} s, "
+        f"{args.client_procs} client processes, {os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"{'server':20} {'ticks/s':>8} {'deliv.':>6} {'frames/s':>8} {'lagged':>7} {'gaps':>5} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'CPU s/M':>7} {'server':>6} "
+        f"{'clients':>7} {'machine':>7}"
+    )
+    for r in results:
+        print(
+            f"{r['name']:20} {r['ticks_per_s']:8.0f} {r['delivered_share']:6.1%} "
+            f"{r['frames_per_s']:8.0f} {r['dropped']:7d} {r['gaps']:5d} {r['p50']:7.1f} "
+            f"{r['p99']:7.1f} {r['max']:7.1f} {r['cpu_per_million']:7.2f} "
+            f"{r['server_cores']:6.2f} {r['client_cores']:7.2f} {r['machine_busy']:7.0%}"
+        )
+    print(
+        "\nlagged: ticks a slow client was told it missed; "
+        "gaps: messages (seq) lost without a word;\n"
+        "CPU s/M: server CPU seconds per million ticks delivered; server/clients: cores used; "
+        "machine: share of all CPUs busy (anything else running counts too)."
+    )
+    ours = next((r for r in results if r["name"].startswith("ours")), None)
+    for base in (r for r in results if r is not ours):
+        if ours is None or not base["ticks_per_s"]:
+            continue
+        print(
+            f"ratio ours / {base['name']}: throughput "
+            f"{ours['ticks_per_s'] / base['ticks_per_s']:.2f}, CPU per tick "
+            f"{ours['cpu_per_million'] / base['cpu_per_million']:.2f} (target <= 3)"
+        )
+    if ours is not None:
+        expected = args.clients * args.rate * args.seconds
+        checks = {
+            "every tick delivered in the window or counted in lagged": (
+                ours["dropped"] + ours["ticks_per_s"] * args.seconds >= 0.99 * expected
+                and not ours["gaps"]
+            ),
+            "p99 < 250 ms": ours["p99"] < 250,
+        }
+        for base in (r for r in results if r is not ours):
+            checks[f"CPU per tick <= 3x {base['name']}"] = (
+                ours["cpu_per_million"] <= 3 * base["cpu_per_million"]
+            )
+        for what, ok in checks.items():
+            print(f"  {'met    ' if ok else 'NOT met'}  {what}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--client-procs", type=int, default=CLIENT_PROCS)
+    parser.add_argument("--only", choices=["ours", "plain"], help="run one side")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL")
     if not (os.environ.get("DATABASE_URL") and redis_url):
@@ -316,100 +474,54 @@ def main() -> None:
 
     django.setup()
     user, org, plan, key = bench_account(args.clients)
-    servers: list[subprocess.Popen] = []
     results = []
     try:
-        port = free_port()
-        daphne = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-v",
-                "0",
-                "quantsaas.asgi:application",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "LOG_LEVEL": "WARNING"},
-            start_new_session=True,
-        )
-        servers.append(daphne)
-        wait_port(port)
-        results.append(
-            run_side(
-                "ours (daphne)",
-                f"ws://127.0.0.1:{port}/ws/v1/stream",
-                {"Authorization": f"Bearer {key}"},
-                f"http://127.0.0.1:{port}",
-                True,
-                args.clients,
-                args.rate,
-                args.seconds,
-                daphne.pid,
-                lambda s: load_ours(args.rate, s),
+        if args.only != "plain":
+            daphne, port = start_server(
+                ["-m", "daphne", "-b", "127.0.0.1", "-v", "0", "quantsaas.asgi:application", "-p"],
+                {**os.environ, "LOG_LEVEL": "WARNING"},
             )
-        )
-        os.killpg(daphne.pid, signal.SIGTERM)
-        base_port = free_port()
-        baseline = subprocess.Popen(
-            [sys.executable, __file__, "--baseline-server", str(base_port)],
-            cwd=ROOT,
-            env=os.environ.copy(),
-            start_new_session=True,
-        )
-        servers.append(baseline)
-        wait_port(base_port)
-        results.append(
-            run_side(
-                "plain websockets",
-                f"ws://127.0.0.1:{base_port}",
-                {},
-                None,
-                False,
-                args.clients,
-                args.rate,
-                args.seconds,
-                baseline.pid,
-                lambda s: load_baseline(args.rate, s, redis_url),
-            )
-        )
+            try:
+                results.append(
+                    run_side(
+                        "ours (daphne)",
+                        f"ws://127.0.0.1:{port}/ws/v1/stream",
+                        {"Authorization": f"Bearer {key}"},
+                        f"http://127.0.0.1:{port}",
+                        True,
+                        args,
+                        daphne.pid,
+                        lambda s: load_ours(args.rate, s),
+                    )
+                )
+            finally:
+                stop(daphne)
+        if args.only != "ours":
+            batch_ms = float(os.environ.get("STREAM_BATCH_MS", "100"))
+            sides = [("plain, per tick", 0.0), (f"plain, {batch_ms:.0f} ms batch", batch_ms)]
+            for name, window_ms in sides:
+                baseline, port = start_server([__file__, "--baseline-server"], os.environ.copy())
+                try:
+                    results.append(
+                        run_side(
+                            name,
+                            f"ws://127.0.0.1:{port}",
+                            {},
+                            None,
+                            False,
+                            args,
+                            baseline.pid,
+                            lambda s, w=window_ms: load_baseline(args.rate, s, redis_url, w),
+                        )
+                    )
+                finally:
+                    stop(baseline)
     finally:
-        for proc in servers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
         org.delete()
         user.delete()
         plan.overrides.all().delete()
         plan.delete()
-    print(f"\n{args.clients} clients x {args.rate} ticks/s for {args.seconds:.0f} s\n")
-    print(
-        f"{'server':18} {'ticks/s':>10} {'delivered':>9} {'dropped':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'max ms':>7} {'CPU s/M ticks':>13}"
-    )
-    for r in results:
-        print(
-            f"{r['name']:18} {r['ticks_per_s']:10.0f} {r['delivered_share']:9.1%} "
-            f"{r['dropped']:8d} {r['p50']:7.1f} {r['p99']:7.1f} {r['max']:7.1f} "
-            f"{r['cpu_per_million']:13.2f}"
-        )
-    if len(results) == 2:
-        ours, base = results
-        if not base["ticks_per_s"]:
-            print("\nthe baseline delivered nothing in the window")
-            return
-        print(
-            f"\nratio ours/plain: throughput {ours['ticks_per_s'] / base['ticks_per_s']:.2f}, "
-            f"CPU per tick {ours['cpu_per_million'] / base['cpu_per_million']:.2f} "
-            "(target <= 3)"
-        )
+    report(args, results)
 
 
 if __name__ == "__main__":

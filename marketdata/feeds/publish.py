@@ -4,14 +4,15 @@ Messages have ``type`` ``market.event``, the public ``channel`` name, a
 per-channel ``seq``, ``ts`` (publish time, ms) and ``data`` in the public JSON
 shapes of API.md.
 
-Batching: one message per channel per BATCH_WINDOW_SECONDS carrying everything
-of the window, because each message costs every subscribed server a wake-up
-and every client a frame (docs/streaming.md has the measurements). ``data`` is
-a list of records for trades (and ofi, vpin), a list of candles (latest version
-of each minute) for candles_1m, and the latest state for book and ticker. Every
-record gets ``recv_ts``, when we received it. ``seq`` counts messages, not
-records, and is assigned here, by the one feed runner that owns the stream, so
-every server and every delayed copy carry the same numbers.
+Batching: at most one message per channel per BATCH_WINDOW_SECONDS carrying
+everything of the window (the first record after a quiet window goes at once),
+because each message costs every subscribed server a wake-up and every client a
+frame (docs/streaming.md has the measurements). ``data`` is a list of records
+for trades (and ofi, vpin), a list of candles (latest version of each minute)
+for candles_1m, and the latest state for book and ticker. Every record gets
+``recv_ts``, when we received it. ``seq`` counts messages, not records, and is
+assigned here, by the one feed runner that owns the stream, so every server and
+every delayed copy carry the same numbers.
 """
 
 from __future__ import annotations
@@ -101,12 +102,22 @@ class _Batch:
 
 
 class Publisher:
+    """Batches per channel: at most one message per channel per window.
+
+    The window only ever delays a record when the previous flush was less than a
+    window ago: a record that arrives after a quiet window is flushed on the next
+    loop turn (with anything published in the same burst), so sparse channels
+    (tickers, books of quiet markets) get no batching delay while a busy channel
+    (1,000 trades a second) still costs one message per window.
+    """
+
     def __init__(self, layer=None, *, window_seconds: float | None = None) -> None:
         self.layer = layer if layer is not None else get_channel_layer()
         self.seq: dict[str, int] = defaultdict(int)
         self.window = BATCH_WINDOW_SECONDS if window_seconds is None else window_seconds
         self._batches: dict[str, _Batch] = {}
         self._flusher: asyncio.Task | None = None
+        self._last_flush = float("-inf")  # loop time of the last flush
 
     async def publish(self, kind: str, exchange: str, symbol: str, data) -> None:
         """Queue `data` for the channel's next batch (sent within the window)."""
@@ -120,14 +131,19 @@ class Publisher:
         if self.window <= 0:
             await self.flush()
         elif self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_later())
+            quiet_for = asyncio.get_running_loop().time() - self._last_flush
+            self._flusher = asyncio.ensure_future(
+                self._flush_later(max(0.0, self.window - quiet_for))
+            )
 
-    async def _flush_later(self) -> None:
+    async def _flush_later(self, delay: float) -> None:
         try:
+            await asyncio.sleep(delay)
             while True:
-                await asyncio.sleep(self.window)
+                self._last_flush = asyncio.get_running_loop().time()
                 await self.flush()
-                if not self._batches:  # records that arrived during the flush go next round
+                await asyncio.sleep(self.window)
+                if not self._batches:  # quiet for a whole window: the next record goes at once
                     return
         finally:
             self._flusher = None

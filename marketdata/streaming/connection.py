@@ -1,20 +1,24 @@
-"""One client's side of the fan-out: a bounded outgoing queue and its sender task.
+"""One client's side of the fan-out: a bounded outgoing queue and its writer.
 
-The hub hands every connection the same pre-serialised frame string; the
-connection only appends it to its queue. A sender task per connection writes
-the queue out, one ASGI ``websocket.send`` per frame.
+The hub hands every connection the same pre-serialised message; under daphne
+that is the finished WebSocket frame (bytes), which the connection writes
+straight into the client's Twisted transport: at once, from the hub's loop,
+when nothing is queued and the client keeps up, else from its writer task. No
+per-client task switch, ASGI message, encode or framing on the hot path (see
+``TransportWriter``). Under any other server (the test communicator) a sender
+task sends the JSON strings as ASGI ``websocket.send`` messages.
 
 Slow clients never slow anyone else. When a client's queue is full the
 connection stops queueing (it is *lagging*) and counts, per channel, what it
-skipped. Once the sender has drained the queue to half, the client gets a
+skipped. Once the writer has drained the queue to half, the client gets a
 ``lagged`` frame per channel (records missed and the seq range) and, for
 book/ticker/candles, a fresh ``snapshot``; then updates resume. A client that
 stays lagging for LAG_CLOSE_SECONDS is closed with 4029.
 
-daphne accepts every send at once and buffers what the socket cannot take, so
+Twisted accepts every write at once and buffers what the socket cannot take, so
 "the client reads slowly" is measured where it happens: the bytes waiting in the
-connection's transport. While they exceed MAX_TRANSPORT_BACKLOG the sender waits,
-the queue fills, and the rules above apply.
+connection's transport. While they exceed MAX_TRANSPORT_BACKLOG nothing more is
+written, the queue fills, and the rules above apply.
 """
 
 from __future__ import annotations
@@ -57,26 +61,98 @@ def unwrap_send(send: Send) -> Send:
     return real if real is not None else send
 
 
+def _daphne_protocol(send: Send):
+    """daphne passes each application ``partial(server.handle_reply, protocol)``."""
+    target = unwrap_send(send)
+    protocol = target.args[0] if isinstance(target, functools.partial) and target.args else None
+    return protocol if protocol is not None and hasattr(protocol, "transport") else None
+
+
+def _transport_backlog(transport) -> int:
+    """Bytes Twisted holds for this client that the kernel has not accepted yet."""
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except AttributeError:  # closed, or a transport of another kind
+        return 0
+
+
 def backlog_probe(send: Send) -> Callable[[], int]:
     """A function returning the bytes queued in daphne's transport for this client.
 
-    daphne passes each application ``partial(server.handle_reply, protocol)``; the
-    protocol's Twisted transport keeps what the kernel has not accepted yet. Any
-    other server (the test communicator) gets a probe that reports 0.
+    The protocol's Twisted transport keeps what the kernel has not accepted yet.
+    Any other server (the test communicator) gets a probe that reports 0.
     """
-    target = unwrap_send(send)
-    protocol = target.args[0] if isinstance(target, functools.partial) and target.args else None
-    if protocol is None or not hasattr(protocol, "transport"):
+    protocol = _daphne_protocol(send)
+    if protocol is None:
         return lambda: 0
+    return lambda: _transport_backlog(protocol.transport)
 
-    def backlog() -> int:
-        transport = protocol.transport
-        try:
-            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        except AttributeError:  # closed, or a transport of another kind
-            return 0
 
-    return backlog
+class TransportWriter:
+    """Writes finished WebSocket frames straight into daphne's Twisted transport.
+
+    Why: through ASGI each frame costs a coroutine hop, daphne's ``handle_reply``,
+    a UTF-8 encode and autobahn's framing, per client (~100 us, measured); a
+    server-to-client frame is unmasked, so the bytes on the wire are the same for
+    every client and are built once per message (``frames.wire``). Used only when
+    that is exactly what autobahn would send: the handshake is done (state OPEN),
+    no per-message compression was negotiated (daphne accepts none), and autobahn
+    has nothing queued of its own. Anything else keeps the ASGI path.
+    """
+
+    __slots__ = ("_direct", "protocol", "transport")
+
+    def __init__(self, protocol) -> None:
+        from twisted.internet import tcp
+
+        self.protocol = protocol
+        self.transport = protocol.transport
+        # Plain TCP only for the immediate send: under TLS the bytes must go
+        # through the TLS layer, which transport.write does.
+        self._direct = isinstance(self.transport, tcp.Connection) and not self.transport.TLS
+
+    @classmethod
+    def for_send(cls, send: Send) -> TransportWriter | None:
+        protocol = _daphne_protocol(send)
+        if protocol is None or getattr(protocol, "STATE_OPEN", None) is None:
+            return None
+        if getattr(protocol, "_perMessageCompress", None) is not None:
+            return None  # compressed frames differ per client: let autobahn frame them
+        if not hasattr(protocol, "send_queue"):
+            return None
+        return cls(protocol)
+
+    def backlog(self) -> int:
+        return _transport_backlog(self.transport)
+
+    def ready(self) -> bool:
+        """Open, in order with autobahn's own frames, and the client keeps up."""
+        protocol = self.protocol
+        return (
+            protocol.state == protocol.STATE_OPEN
+            and not protocol.send_queue
+            and _transport_backlog(self.transport) <= MAX_TRANSPORT_BACKLOG
+        )
+
+    def write(self, wire: bytes) -> None:
+        """Send now if the socket takes it (the common case), else leave it to Twisted.
+
+        Twisted's ``write`` only buffers and registers the socket for writing, which
+        costs two epoll changes and a loop turn per frame; when nothing is buffered,
+        sending at once is what its ``doWrite`` would do next anyway.
+        """
+        transport = self.transport
+        if self._direct and not transport.disconnecting and not _transport_backlog(transport):
+            if not transport.connected:
+                return
+            sent = transport.writeSomeData(wire)
+            if not isinstance(sent, int):  # connection lost: Twisted's write path reports it
+                transport.write(wire)
+                return
+            if sent == len(wire):
+                return
+            wire = wire[sent:]
+        transport.write(wire)
 
 
 class Connection:
@@ -97,11 +173,13 @@ class Connection:
         self.organization_id = organization_id
         self.delay = delay_seconds
         self._send = unwrap_send(send)
+        self._writer = TransportWriter.for_send(send)
         self._backlog = backlog_probe(send)
         self._close = close
         self._snapshot_for = snapshot_for
         self.max_frames = queue_frames
-        self.frames: deque[str] = deque()
+        # Wire bytes when writing to the transport, else JSON strings for ASGI sends.
+        self.frames: deque[bytes | str] = deque()
         self._wakeup = asyncio.Event()
         self.channels: set[str] = set()
         self.snapshot_pending: set[str] = set()
@@ -121,14 +199,27 @@ class Connection:
     def push(self, frame: str) -> None:
         """A control frame (subscribed, pong, error...): always queued, small and rare."""
         if not self.closed:
-            self.frames.append(frame)
+            self.frames.append(frames.wire(frame.encode()) if self._writer else frame)
+            self._wakeup.set()
+
+    def push_snapshot(self, event: Event) -> None:
+        """A snapshot of a stateful channel (on subscribe): always queued, counted."""
+        if not self.closed:
+            self.frames.append(event.snapshot_wire if self._writer else event.snapshot_frame)
+            self.delivered += 1
             self._wakeup.set()
 
     def deliver(self, event: Event) -> None:
+        """Hand one published message to this client: the hub calls it for every subscriber.
+
+        The hot path of the fan-out: when nothing is queued and the client keeps up,
+        the shared frame bytes go straight to the socket, with no task switch.
+        """
         channel = event.channel
         if self.closed or channel not in self.channels:
             return
-        if self.lagging_since is not None or len(self.frames) >= self.max_frames:
+        frames_ = self.frames
+        if self.lagging_since is not None or len(frames_) >= self.max_frames:
             if self.lagging_since is None:
                 self.lagging_since = time.monotonic()
             lag = self.lag.get(channel)
@@ -138,12 +229,19 @@ class Connection:
                 lag[0] += event.records
                 lag[2] = event.seq
             return
+        self.delivered += 1
+        writer = self._writer
         if channel in self.snapshot_pending:
             self.snapshot_pending.discard(channel)
-            self.frames.append(event.snapshot_frame)
+            frames_.append(event.snapshot_wire if writer else event.snapshot_frame)
+        elif writer is None:
+            frames_.append(event.update_frame)
+        elif not frames_ and writer.ready():
+            writer.write(event.update_wire)
+            self.last_sent = time.monotonic()
+            return
         else:
-            self.frames.append(event.update_frame)
-        self.delivered += 1
+            frames_.append(event.update_wire)
         self._wakeup.set()
 
     def _resume(self) -> None:
@@ -151,14 +249,13 @@ class Connection:
         for channel, (missed, from_seq, to_seq) in self.lag.items():
             if channel not in self.channels:
                 continue
-            self.frames.append(
+            self.push(
                 frames.lagged(channel=channel, missed=missed, from_seq=from_seq, to_seq=to_seq)
             )
             if channel_kind(channel) in STATEFUL_KINDS:
                 event = self._snapshot_for(channel, self.delay)
                 if event is not None and event.seq >= to_seq:
-                    self.frames.append(event.snapshot_frame)
-                    self.delivered += 1
+                    self.push_snapshot(event)
                 else:
                     self.snapshot_pending.add(channel)
         self.lag.clear()
@@ -166,10 +263,12 @@ class Connection:
 
     # --- consumer side ------------------------------------------------------------------
     def start(self) -> None:
-        self._sender = asyncio.ensure_future(self._run_sender())
+        run = self._run_writer if self._writer is not None else self._run_sender
+        self._sender = asyncio.ensure_future(run())
 
-    async def _run_sender(self) -> None:
-        send, backlog, frames_ = self._send, self._backlog, self.frames
+    async def _run_writer(self) -> None:
+        """Drain the queue into daphne's transport while the client keeps up."""
+        writer, frames_ = self._writer, self.frames
         low_water = self.max_frames // 2
         try:
             while not self.closed:
@@ -178,6 +277,29 @@ class Connection:
                     await self._wakeup.wait()
                     continue
                 # Twisted offers no drain signal through ASGI: poll the backlog.
+                if not writer.ready():
+                    await asyncio.sleep(BACKLOG_POLL_SECONDS)
+                    continue
+                while frames_ and writer.ready():
+                    writer.write(frames_.popleft())
+                self.last_sent = time.monotonic()
+                if self.lagging_since is not None and len(frames_) <= low_water:
+                    self._resume()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the client went away mid-write; the disconnect handler cleans up
+            logger.debug("stream writer for %s stopped", self.id, exc_info=True)
+
+    async def _run_sender(self) -> None:
+        """The ASGI path (any server other than daphne over plain sockets; the tests)."""
+        send, backlog, frames_ = self._send, self._backlog, self.frames
+        low_water = self.max_frames // 2
+        try:
+            while not self.closed:
+                if not frames_:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
                 await self._wait_for_transport(backlog)
                 if self.closed:
                     break

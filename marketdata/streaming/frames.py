@@ -7,13 +7,36 @@ pong) are serialised per connection.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import orjson
 
+TEXT_FIN = 0x81  # FIN + opcode 1 (text): every frame we send is one whole text message
+
 
 def dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+def dumps_bytes(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def wire(payload: bytes) -> bytes:
+    """The complete server-to-client WebSocket frame (RFC 6455 5.2) for a UTF-8 payload.
+
+    Server frames are never masked and we negotiate no extension, so these bytes
+    are the same for every client: built once per message, written to each.
+    """
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", TEXT_FIN, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", TEXT_FIN, 126, size)
+    else:
+        header = struct.pack("!BBQ", TEXT_FIN, 127, size)
+    return header + payload
 
 
 def welcome(*, plan: str, connections: int, subscriptions: int, delay_seconds: int) -> str:

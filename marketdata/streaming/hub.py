@@ -49,21 +49,50 @@ def now_ms() -> int:
 
 
 class Event:
-    """One published message, serialised at most twice (update, and snapshot if asked)."""
+    """One published message, serialised once; each form is built on first use and shared.
 
-    __slots__ = ("_snapshot", "channel", "data", "records", "seq", "ts", "update_frame")
+    ``update_wire``/``snapshot_wire`` are the complete WebSocket frames that
+    daphne connections write as they are; ``update_frame``/``snapshot_frame`` the
+    JSON strings for the ASGI path.
+    """
+
+    __slots__ = ("_forms", "channel", "data", "records", "seq", "ts")
 
     def __init__(self, *, channel: str, seq: int, data: Any, ts: int) -> None:
         self.channel, self.seq, self.data, self.ts = channel, seq, data, ts
         self.records = len(data) if isinstance(data, list) else 1
-        self.update_frame = frames.update(channel=channel, seq=seq, data=data)
-        self._snapshot: str | None = None
+        self._forms: dict[str, Any] = {}
+
+    def _json(self, kind: str) -> bytes:
+        body = self._forms.get(kind)
+        if body is None:
+            body = self._forms[kind] = frames.dumps_bytes(
+                {"type": kind, "channel": self.channel, "seq": self.seq, "data": self.data}
+            )
+        return body
+
+    def _form(self, name: str, kind: str, wire: bool) -> Any:
+        form = self._forms.get(name)
+        if form is None:
+            body = self._json(kind)
+            form = self._forms[name] = frames.wire(body) if wire else body.decode()
+        return form
+
+    @property
+    def update_frame(self) -> str:
+        return self._form("update_frame", "update", wire=False)
+
+    @property
+    def update_wire(self) -> bytes:
+        return self._form("update_wire", "update", wire=True)
 
     @property
     def snapshot_frame(self) -> str:
-        if self._snapshot is None:
-            self._snapshot = frames.snapshot(channel=self.channel, seq=self.seq, data=self.data)
-        return self._snapshot
+        return self._form("snapshot_frame", "snapshot", wire=False)
+
+    @property
+    def snapshot_wire(self) -> bytes:
+        return self._form("snapshot_wire", "snapshot", wire=True)
 
 
 class DelayLine:
@@ -201,8 +230,7 @@ class Hub:
             if channel_kind(channel) in STATEFUL_KINDS:
                 event = self.snapshot_for(channel, conn.delay)
                 if event is not None:
-                    conn.push(event.snapshot_frame)
-                    conn.delivered += 1
+                    conn.push_snapshot(event)
                 else:  # the first message to arrive is sent as the snapshot
                     conn.snapshot_pending.add(channel)
         await gather_bounded([self._sync_group(channel) for channel in channels])
