@@ -135,12 +135,15 @@ async def stream_supervise(
             await asyncio.wait_for(ctx.stop.wait(), delay)
 
 
-# --- trades -------------------------------------------------------------------------------
-class TradeStream:
-    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str, last=None):
+# --- one supervised stream per instrument and kind -----------------------------------------
+class SupervisedStream:
+    """What every stream shares: its health entry and the reconnecting supervisor."""
+
+    kind = ""
+
+    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str) -> None:
         self.ctx, self.config, self.symbol = ctx, config, symbol
-        self.health = StreamHealth(exchange=config.id, kind="trades", symbol=symbol)
-        self.seen = SeenTrades(last=last)
+        self.health = StreamHealth(exchange=config.id, kind=self.kind, symbol=symbol)
 
     async def run(self) -> None:
         await stream_supervise(
@@ -150,6 +153,34 @@ class TradeStream:
             health=self.health,
             consume=self.consume,
         )
+
+    async def consume(self, client: FeedClient) -> None:
+        raise NotImplementedError
+
+    async def consume_until_quiet(self, watch: Callable[[], Awaitable]) -> None:
+        """Accept each update until the exchange goes quiet (the supervisor reconnects)."""
+        pump = Pump(watch)
+        try:
+            while True:
+                update = await pump.next(self.config.quiet_seconds)
+                if update is None:
+                    raise StreamQuiet(f"no {self.kind} update for {self.config.quiet_seconds}s")
+                self.health.message()
+                await self.accept(update)
+        finally:
+            await pump.close()
+
+    async def accept(self, update) -> None:
+        raise NotImplementedError
+
+
+# --- trades -------------------------------------------------------------------------------
+class TradeStream(SupervisedStream):
+    kind = "trades"
+
+    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str, last=None):
+        super().__init__(ctx=ctx, config=config, symbol=symbol)
+        self.seen = SeenTrades(last=last)
 
     async def consume(self, client: FeedClient) -> None:
         # Repair whenever there is history to catch up with: after a short grace (the
@@ -243,20 +274,12 @@ def _fields(candle: CandleRecord) -> dict:
 
 
 # --- order book ---------------------------------------------------------------------------
-class BookStream:
-    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str):
-        self.ctx, self.config, self.symbol = ctx, config, symbol
-        self.health = StreamHealth(exchange=config.id, kind="book", symbol=symbol)
-        self._last_snapshot = 0.0
+class BookStream(SupervisedStream):
+    kind = "book"
 
-    async def run(self) -> None:
-        await stream_supervise(
-            ctx=self.ctx,
-            config=self.config,
-            symbol=self.symbol,
-            health=self.health,
-            consume=self.consume,
-        )
+    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str):
+        super().__init__(ctx=ctx, config=config, symbol=symbol)
+        self._last_snapshot = 0.0
 
     async def consume(self, client: FeedClient) -> None:
         async def watch() -> BookUpdate:
@@ -269,16 +292,7 @@ class BookStream:
                     self.health.book_resyncs += 1
                     logger.warning("%s %s book out of sync: %s", self.config.id, self.symbol, exc)
 
-        pump = Pump(watch)
-        try:
-            while True:
-                book = await pump.next(self.config.quiet_seconds)
-                if book is None:
-                    raise StreamQuiet(f"no book update for {self.config.quiet_seconds}s")
-                self.health.message()
-                await self.accept(book)
-        finally:
-            await pump.close()
+        await self.consume_until_quiet(watch)
 
     async def accept(self, book: BookUpdate) -> None:
         await self.ctx.publisher.publish("book", self.config.id, self.symbol, book_payload(book))
@@ -292,32 +306,15 @@ class BookStream:
 
 
 # --- ticker -------------------------------------------------------------------------------
-class TickerStream:
+class TickerStream(SupervisedStream):
+    kind = "ticker"
+
     def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str):
-        self.ctx, self.config, self.symbol = ctx, config, symbol
-        self.health = StreamHealth(exchange=config.id, kind="ticker", symbol=symbol)
+        super().__init__(ctx=ctx, config=config, symbol=symbol)
         self._last_store = 0.0
 
-    async def run(self) -> None:
-        await stream_supervise(
-            ctx=self.ctx,
-            config=self.config,
-            symbol=self.symbol,
-            health=self.health,
-            consume=self.consume,
-        )
-
     async def consume(self, client: FeedClient) -> None:
-        pump = Pump(lambda: client.watch_ticker(self.symbol))
-        try:
-            while True:
-                ticker = await pump.next(self.config.quiet_seconds)
-                if ticker is None:
-                    raise StreamQuiet(f"no ticker for {self.config.quiet_seconds}s")
-                self.health.message()
-                await self.accept(ticker)
-        finally:
-            await pump.close()
+        await self.consume_until_quiet(lambda: client.watch_ticker(self.symbol))
 
     async def accept(self, ticker: TickerRecord) -> None:
         await self.ctx.publisher.publish(
