@@ -7,6 +7,12 @@ temporary for each operation, whereas here each option takes only the branch it 
 stays in registers. ``analytics.black`` remains the reference and the fallback wherever
 numba is not installed; tests hold the two to the same answers.
 
+The bounds a price is classified against (intrinsic value, upper bound) and, for the
+inversion, x and D sqrt(F K) are not formed here but passed in by ``analytics.options``,
+which forms them with numpy for both implementations: compiled code calls the C library's
+exp and log1p, numpy its own SIMD versions on CPUs with AVX-512, and the two differ in the
+last bit often enough that prices on a bound would otherwise get different reasons.
+
 Threads: the parallel loops use numba's default "workqueue" threading layer, which aborts
 the process if two threads launch parallel kernels at the same time. ``run`` therefore lets
 only one caller at a time use them and gives every concurrent caller (ASGI thread pools,
@@ -209,21 +215,12 @@ def implied_s(x, beta, gap):
 
 
 @njit(**JIT_OPTIONS)
-def _terms(sign, spot, strike, expiry, rate, q):
-    """x = ln(F/K), D sqrt(F K), S e^{-qT}, K e^{-rT} and the intrinsic value, formed with
-    the same operations as analytics.options so prices and inversions agree to the bit."""
+def _price_one(spot, strike, expiry, rate, q, vol, intrinsic):
+    """Intrinsic value (formed by numpy in analytics.options, so that prices are never an ulp
+    below what either implementation inverts against) plus the out-of-the-money value."""
+    s = vol * math.sqrt(expiry)
     x = math.log1p((spot - strike) / strike) + (rate - q) * expiry
     scale = strike * math.exp(0.5 * x - rate * expiry)
-    carried_spot = spot * math.exp(-q * expiry)
-    discounted_strike = strike * math.exp(-rate * expiry)
-    intrinsic = max(sign * (carried_spot - discounted_strike), 0.0)
-    return x, scale, carried_spot, discounted_strike, intrinsic
-
-
-@njit(**JIT_OPTIONS)
-def _price_one(sign, spot, strike, expiry, rate, q, vol):
-    s = vol * math.sqrt(expiry)
-    x, scale, _, _, intrinsic = _terms(sign, spot, strike, expiry, rate, q)
     if s > 0.0 and s < math.inf:
         b = otm_call(-abs(x), s)
     elif s == math.inf:
@@ -237,11 +234,9 @@ def _price_one(sign, spot, strike, expiry, rate, q, vol):
 
 
 @njit(**JIT_OPTIONS)
-def _implied_one(sign, price, spot, strike, expiry, rate, q):
-    x, scale, carried_spot, discounted_strike, intrinsic = _terms(
-        sign, spot, strike, expiry, rate, q
-    )
-    upper = carried_spot if sign > 0.0 else discounted_strike
+def _implied_one(price, spot, strike, expiry, x, scale, intrinsic, upper):
+    """The checks of analytics.options.implied_volatility in the same order, on the x, scale
+    and bounds it formed, with the same arithmetic: both give every option the same reason."""
     time_value = price - intrinsic
     gap = upper - price
     beta = time_value / scale
@@ -265,34 +260,34 @@ def _implied_one(sign, price, spot, strike, expiry, rate, q):
 # once, then loaded from numba's cache).
 _INPUT = types.Array(float64, 1, "A", readonly=True)  # writable arrays convert to it
 _PRICE_SIGNATURE = void(*([_INPUT] * 7), float64[:])
-_IMPLIED_SIGNATURE = void(*([_INPUT] * 7), float64[:], int8[:])
+_IMPLIED_SIGNATURE = void(*([_INPUT] * 8), float64[:], int8[:])
 
 
 @njit(_PRICE_SIGNATURE, **JIT_OPTIONS)
-def _price_serial(sign, spot, strike, expiry, rate, q, vol, out):
+def _price_serial(spot, strike, expiry, rate, q, vol, intrinsic, out):
     for i in range(out.size):
-        out[i] = _price_one(sign[i], spot[i], strike[i], expiry[i], rate[i], q[i], vol[i])
+        out[i] = _price_one(spot[i], strike[i], expiry[i], rate[i], q[i], vol[i], intrinsic[i])
 
 
 @njit(_PRICE_SIGNATURE, parallel=True, **JIT_OPTIONS)
-def _price_parallel(sign, spot, strike, expiry, rate, q, vol, out):
+def _price_parallel(spot, strike, expiry, rate, q, vol, intrinsic, out):
     for i in prange(out.size):
-        out[i] = _price_one(sign[i], spot[i], strike[i], expiry[i], rate[i], q[i], vol[i])
+        out[i] = _price_one(spot[i], strike[i], expiry[i], rate[i], q[i], vol[i], intrinsic[i])
 
 
 @njit(_IMPLIED_SIGNATURE, **JIT_OPTIONS)
-def _implied_serial(sign, price, spot, strike, expiry, rate, q, out, code):
+def _implied_serial(price, spot, strike, expiry, x, scale, intrinsic, upper, out, code):
     for i in range(out.size):
         out[i], code[i] = _implied_one(
-            sign[i], price[i], spot[i], strike[i], expiry[i], rate[i], q[i]
+            price[i], spot[i], strike[i], expiry[i], x[i], scale[i], intrinsic[i], upper[i]
         )
 
 
 @njit(_IMPLIED_SIGNATURE, parallel=True, **JIT_OPTIONS)
-def _implied_parallel(sign, price, spot, strike, expiry, rate, q, out, code):
+def _implied_parallel(price, spot, strike, expiry, x, scale, intrinsic, upper, out, code):
     for i in prange(out.size):
         out[i], code[i] = _implied_one(
-            sign[i], price[i], spot[i], strike[i], expiry[i], rate[i], q[i]
+            price[i], spot[i], strike[i], expiry[i], x[i], scale[i], intrinsic[i], upper[i]
         )
 
 
@@ -355,17 +350,21 @@ def _run(serial, parallel, n: int, *arrays) -> None:
         serial(*arrays)
 
 
-def price(sign, spot, strike, expiry, rate, q, vol) -> np.ndarray:
-    """bsm_price over equal-length 1-D float arrays (any strides)."""
-    out = np.empty(sign.size)
-    _run(_price_serial, _price_parallel, out.size, sign, spot, strike, expiry, rate, q, vol, out)
+def price(spot, strike, expiry, rate, q, vol, intrinsic) -> np.ndarray:
+    """bsm_price over equal-length 1-D float arrays (any strides), given the intrinsic values."""
+    out = np.empty(spot.size)
+    arrays = (spot, strike, expiry, rate, q, vol, intrinsic, out)
+    _run(_price_serial, _price_parallel, out.size, *arrays)
     return out
 
 
-def implied(sign, price_, spot, strike, expiry, rate, q) -> tuple[np.ndarray, np.ndarray]:
-    """(volatility, reason code) over equal-length 1-D float arrays (any strides)."""
-    out = np.empty(sign.size)
-    code = np.empty(sign.size, dtype=np.int8)
-    arrays = (sign, price_, spot, strike, expiry, rate, q, out, code)
+def implied(
+    price_, spot, strike, expiry, x, scale, intrinsic, upper
+) -> tuple[np.ndarray, np.ndarray]:
+    """(volatility, reason code) over equal-length 1-D float arrays (any strides), given x,
+    D sqrt(F K), the intrinsic value and the upper bound as analytics.options forms them."""
+    out = np.empty(spot.size)
+    code = np.empty(spot.size, dtype=np.int8)
+    arrays = (price_, spot, strike, expiry, x, scale, intrinsic, upper, out, code)
     _run(_implied_serial, _implied_parallel, out.size, *arrays)
     return out, code

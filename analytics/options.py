@@ -13,7 +13,8 @@ does not, the volatility is NaN and ``reason`` says why; no number is ever made 
 Where numba is installed, prices and implied volatilities come from the compiled kernels of
 ``analytics.black_jit`` (the same algorithm, one fused pass per option, on all cores), which
 is what meets the speed targets of issue 6; without it the numpy code here is used. Setting
-the environment variable ANALYTICS_NUMBA=0 forces the numpy path.
+the environment variable ANALYTICS_NUMBA=0 forces the numpy path. Both take the bounds a
+price is checked against from ``_bounds`` here, so they give every price the same reason.
 """
 
 from __future__ import annotations
@@ -122,16 +123,36 @@ def _forward_terms(spot, strike, expiry, rate, dividend_yield):
     return x, scale
 
 
-def _bounds(sign, spot, strike, expiry, rate, q):
-    """S e^{-qT}, K e^{-rT} and the discounted intrinsic value.
+def _bounds(sign, spot, strike, expiry, rate, q, *, with_upper=True):
+    """The discounted intrinsic value and the upper bound (S e^{-qT} for a call, K e^{-rT} for
+    a put): the two numbers a price is classified against.
 
-    Pricing and inversion must form the intrinsic value with the very same rounding, or a
-    deep in-the-money price could come back an ulp "below intrinsic".
+    Formed here, by numpy, for both implementations; the compiled kernels take them as inputs
+    rather than forming their own. Pricing and inversion must round the intrinsic value
+    identically, or a deep in-the-money price could come back an ulp "below intrinsic", and
+    the two implementations must too, or they would give such a price different reasons. A
+    copy of these formulas in compiled code would not do: numba's exp is the C library's,
+    while numpy's is its own SIMD one on CPUs with AVX-512, and the two differ in the last bit
+    for about one argument in twenty.
     """
-    carried_spot = spot * np.exp(-q * expiry)
-    discounted_strike = strike * np.exp(-rate * expiry)
-    intrinsic = np.maximum(sign * (carried_spot - discounted_strike), 0.0)
-    return carried_spot, discounted_strike, intrinsic
+    carried_spot = _times_exp(spot, q, expiry)
+    discounted_strike = _times_exp(strike, rate, expiry)
+    intrinsic = carried_spot - discounted_strike
+    intrinsic *= sign
+    np.maximum(intrinsic, 0.0, out=intrinsic)
+    if not with_upper:
+        return intrinsic, None
+    return intrinsic, np.where(sign > 0, carried_spot, discounted_strike)
+
+
+def _times_exp(value, rate, expiry):
+    """value * e^{-rate * expiry}, rounded as written but in one array: a price call on ten
+    million options should not fault in three temporaries per bound."""
+    out = np.multiply(rate, expiry)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    out *= value
+    return out
 
 
 def _time_value(spot, strike, expiry, rate, q, s):
@@ -162,15 +183,16 @@ def bsm_price(
     shape, (sign, spot, strike, expiry, rate, q, vol) = _inputs(
         kind, spot, strike, expiry, rate, dividend_yield, volatility
     )
+    # Intrinsic value plus the out-of-the-money option of the same strike (put-call parity done
+    # exactly), the latter from the accurate normalised Black function: the price never falls
+    # below intrinsic by rounding and keeps its digits deep in the wings.
+    with np.errstate(over="ignore", invalid="ignore"):
+        intrinsic, _ = _bounds(sign, spot, strike, expiry, rate, q, with_upper=False)
     kernels = _kernels()
     if kernels is not None:
-        return kernels.price(sign, spot, strike, expiry, rate, q, vol).reshape(shape)
+        return kernels.price(spot, strike, expiry, rate, q, vol, intrinsic).reshape(shape)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        # Intrinsic value plus the out-of-the-money option of the same strike (put-call parity
-        # done exactly), the latter from the accurate normalised Black function: the price
-        # never falls below intrinsic by rounding and keeps its digits deep in the wings.
         s = vol * np.sqrt(expiry)
-        _, _, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
         time_value = _time_value(spot, strike, expiry, rate, q, s)
         price = intrinsic + time_value
     bad = ~((spot > 0) & (strike > 0) & (expiry >= 0) & (vol >= 0))
@@ -255,9 +277,14 @@ def implied_volatility(
     shape, (sign, price, spot, strike, expiry, rate, q) = _inputs(
         kind, price, spot, strike, expiry, rate, dividend_yield
     )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # Everything a reason depends on that needs exp or log, formed once for both
+        # implementations (see _bounds); the rest is arithmetic both round alike.
+        x, scale = _forward_terms(spot, strike, expiry, rate, q)
+        intrinsic, upper = _bounds(sign, spot, strike, expiry, rate, q)
     kernels = _kernels()
     if kernels is not None:
-        vol, code = kernels.implied(sign, price, spot, strike, expiry, rate, q)
+        vol, code = kernels.implied(price, spot, strike, expiry, x, scale, intrinsic, upper)
         reason = np.zeros(vol.size, dtype="<U17")  # "" everywhere, without writing it out
         failed = np.flatnonzero(code)
         reason[failed] = _REASONS[code[failed]]
@@ -266,9 +293,6 @@ def implied_volatility(
     vol = np.full(n, np.nan)
     reason = np.full(n, "", dtype="<U17")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        x, scale = _forward_terms(spot, strike, expiry, rate, q)
-        carried_spot, discounted_strike, intrinsic = _bounds(sign, spot, strike, expiry, rate, q)
-        upper = np.where(sign > 0, carried_spot, discounted_strike)
         time_value = price - intrinsic
         gap = upper - price
         beta = time_value / scale
