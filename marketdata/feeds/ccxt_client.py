@@ -62,8 +62,7 @@ class CcxtFeedClient(FeedClient):
         trades = await self._call(
             self.api.watch_trades(symbol, params=dict(self.config.watch_trades_params))
         )
-        received = _now_ms()
-        return [self._trade(symbol, t, received) for t in trades]
+        return self._trades(symbol, trades, _now_ms())
 
     async def watch_book(self, symbol: str, depth: int) -> BookUpdate:
         book = await self._call(self.api.watch_order_book(symbol))
@@ -91,8 +90,7 @@ class CcxtFeedClient(FeedClient):
             params[self.config.repair_from_id_param] = from_id
             since = None
         trades = await self._call(self.api.fetch_trades(symbol, since, limit, params))
-        received = _now_ms()
-        return [self._trade(symbol, t, received) for t in trades]
+        return self._trades(symbol, trades, _now_ms())
 
     async def fetch_candles(
         self, symbol: str, *, since: int, limit: int = 1000
@@ -118,19 +116,23 @@ class CcxtFeedClient(FeedClient):
         ]
 
     # --- normalisation ------------------------------------------------------------------
-    def _trade(self, symbol: str, t: dict, received: int) -> TradeRecord:
-        side = t.get("side")
-        return TradeRecord(
-            exchange=self.exchange,
-            symbol=symbol,
-            trade_id=str(t["id"]),
-            ts=int(t["timestamp"]),
-            price=float(t["price"]),
-            size=float(t["amount"]),
-            # A venue that does not publish the aggressor is recorded as buy-initiated.
-            side=side if side in (BUY, SELL) else BUY,
-            received_ts=received,
-        )
+    def _trades(self, symbol: str, trades: list[dict], received: int) -> list[TradeRecord]:
+        """One exchange batch to records, in one comprehension: it runs for every trade."""
+        exchange = self.exchange
+        return [
+            TradeRecord(
+                exchange=exchange,
+                symbol=symbol,
+                trade_id=str(t["id"]),
+                ts=int(t["timestamp"]),
+                price=float(t["price"]),
+                size=float(t["amount"]),
+                # A venue that does not publish the aggressor is recorded as buy-initiated.
+                side=side if (side := t.get("side")) in (BUY, SELL) else BUY,
+                received_ts=received,
+            )
+            for t in trades
+        ]
 
     def _ticker(self, symbol: str, t: dict) -> TickerRecord:
         def num(key: str) -> float | None:
