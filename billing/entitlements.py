@@ -5,6 +5,11 @@ that grants access according to its Stripe status, else the free plan.
 The answer is cached briefly; saving a subscription or override invalidates
 it (billing.signals), so an upgrade or downgrade applies at once. Editing a
 plan's limits reaches organizations within the cache time (a minute).
+
+Every API request asks (rate limit, delay, history depth), so each process also
+keeps answers for BILLING_ENTITLEMENTS_LOCAL_SECONDS (one second): an
+invalidation applies at once in the process that made it and within that second
+in the others.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import FREE_PLAN_CODE, Plan, PlanOverride, Subscription, SubscriptionStatus
+from quantsaas.cache import LocalCache
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +129,20 @@ def _cache_key(organization_id: int) -> str:
     return f"billing:entitlements:{organization_id}"
 
 
+_local = LocalCache(seconds=1.0)
+
+
 def entitlements_for(*, organization: Organization) -> Entitlements:
     """What `organization` may do now; cached for BILLING_ENTITLEMENTS_CACHE_SECONDS."""
+    local = _local.get(organization.pk)
+    if local is not None:
+        return local
+    entitlements = _entitlements_shared(organization)
+    _local.set(organization.pk, entitlements, settings.BILLING_ENTITLEMENTS_LOCAL_SECONDS)
+    return entitlements
+
+
+def _entitlements_shared(organization: Organization) -> Entitlements:
     key = _cache_key(organization.pk)
     try:
         cached = cache.get(key)
@@ -142,6 +160,7 @@ def entitlements_for(*, organization: Organization) -> Entitlements:
 
 
 def entitlements_invalidate(*, organization_id: int) -> None:
+    _local.pop(organization_id)
     try:
         cache.delete(_cache_key(organization_id))
     except Exception:

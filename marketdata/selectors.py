@@ -10,6 +10,7 @@ from marketdata.candles import INTERVALS_MS
 from marketdata.live import live_book_get, live_ticker_get
 from marketdata.models import BookSnapshot, Candle1m, Exchange, Instrument, Ticker, Trade
 from marketdata.records import BookUpdate, TickerRecord
+from quantsaas.cache import LocalCache
 from quantsaas.timeutil import MINUTE_MS, dt_to_ms, dt_to_us, ms_to_dt, us_to_dt
 
 
@@ -26,13 +27,30 @@ def instruments_list(*, exchange: Exchange | None = None) -> QuerySet[Instrument
     return instruments if exchange is None else instruments.filter(exchange=exchange)
 
 
+# Every market-data request names an instrument; they change rarely (the admin), so each
+# process keeps them INSTRUMENT_CACHE_SECONDS. Saves clear this process's copies at once
+# (marketdata.signals); other processes see an edit within that time.
+INSTRUMENT_CACHE_SECONDS = 30
+_instruments = LocalCache(seconds=INSTRUMENT_CACHE_SECONDS, max_entries=20_000)
+
+
 def instrument_get(*, exchange_id: str, symbol: str) -> Instrument | None:
-    """`symbol` in the public BASE-QUOTE form."""
-    return (
-        Instrument.objects.select_related("exchange")
-        .filter(exchange_id=exchange_id, symbol=symbol.upper())
-        .first()
-    )
+    """`symbol` in the public BASE-QUOTE form. Callers must not modify the instance."""
+    key = (exchange_id, symbol.upper())
+    instrument = _instruments.get(key)
+    if instrument is None:
+        instrument = (
+            Instrument.objects.select_related("exchange")
+            .filter(exchange_id=exchange_id, symbol=key[1])
+            .first()
+        )
+        if instrument is not None:
+            _instruments.set(key, instrument)
+    return instrument
+
+
+def instruments_forget() -> None:
+    _instruments.clear()
 
 
 def instrument_ids_for(*, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from marketdata.candle_cache import candles_changed
 from marketdata.candles import candles_from_trades
 from marketdata.models import BookSnapshot, Candle1m, Instrument, Ticker, Trade
 from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeRecord
@@ -124,6 +125,11 @@ def candles_upsert(*, candles: Iterable[CandleRecord]) -> int:
         update_fields=_CANDLE_FIELDS,
         batch_size=1000,
     )
+    # Retire cached pages now and again after commit: a page rebuilt in between from the
+    # not yet committed state must not survive (marketdata.candle_cache).
+    changed = {candle.instrument_id for candle in objects}
+    candles_changed(changed)
+    transaction.on_commit(lambda: candles_changed(changed))
     return len(objects)
 
 

@@ -89,9 +89,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "accounts.middleware.CurrentOrganizationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, and sync-only: under ASGI, Django runs every middleware above the lowest
+    # sync-only one synchronously in one thread. Below it they would run in async mode,
+    # each hopping to a thread and back for its request and response hooks.
+    "accounts.middleware.CurrentOrganizationMiddleware",
 ]
 
 ROOT_URLCONF = "quantsaas.urls"
@@ -146,7 +149,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "quantsaas.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "qs",
             "OPTIONS": {"pool_class": "quantsaas.cache.SharedConnectionPool"},
@@ -272,6 +275,7 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+BILLING_ENTITLEMENTS_LOCAL_SECONDS = env.float("BILLING_ENTITLEMENTS_LOCAL_SECONDS", default=1.0)
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

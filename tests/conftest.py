@@ -15,6 +15,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from quantsaas.cache import LocalCache
 from tests.factories import OrganizationFactory, UserFactory, membership_add
 
 
@@ -77,10 +78,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Each test starts with an empty test Redis database (only ours is flushed)."""
+    """Each test starts with an empty test Redis database (only ours is flushed) and
+    empty in-process caches."""
     cache.clear()
+    LocalCache.clear_all()
     yield
     cache.clear()
+    LocalCache.clear_all()
 
 
 # --- named actors -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.api_key_cache import api_key_cache_forget, api_key_cache_store, api_key_cached
 from accounts.api_keys import (
     DISPLAY_PREFIX_LENGTH,
     key_generate,
@@ -18,6 +19,7 @@ from accounts.api_keys import (
 )
 from accounts.models import ApiKey, AuditLog, Organization, User
 from accounts.services.audit import audit_log_record
+from quantsaas.cache import LocalCache
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -145,6 +147,8 @@ def api_key_revoke(
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if revoked:
         api_key.revoked_at = now
+        api_key_cache_forget(api_key.key_hash)
+        transaction.on_commit(lambda: api_key_cache_forget(api_key.key_hash))
         audit_log_record(
             organization=api_key.organization,
             action=AuditLog.Action.KEY_REVOKED,
@@ -162,7 +166,11 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
     if not key_looks_valid(raw_key):
         raise ApiKeyError("Invalid API key.")
     digest = key_hash(raw_key)
-    api_key = ApiKey.objects.select_related("organization").filter(key_hash=digest).first()
+    api_key = api_key_cached(digest)
+    if api_key is None:
+        api_key = ApiKey.objects.select_related("organization").filter(key_hash=digest).first()
+        if api_key is not None:
+            api_key_cache_store(api_key)
     # The lookup is by hash; the constant-time compare guards against a backend
     # that matched loosely (collation, trailing spaces) ever letting a near-miss in.
     if api_key is None or not key_hash_matches(raw_key, api_key.key_hash):
@@ -175,12 +183,19 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey:
     return api_key
 
 
+# When this process last recorded each key's use. A cached key's `last_used_at` is as
+# old as the cache entry, so without this every request would try the write again.
+_touched = LocalCache(seconds=LAST_USED_RESOLUTION.total_seconds(), max_entries=100_000)
+
+
 def api_key_touch(*, api_key: ApiKey) -> None:
     """Record use at most once a minute: a hot key must not write on every request."""
     now = timezone.now()
-    if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+    last_used = max(filter(None, [api_key.last_used_at, _touched.get(api_key.pk)]), default=None)
+    if last_used is not None and now - last_used < LAST_USED_RESOLUTION:
         return
     # The condition is repeated in SQL so concurrent requests write once between them.
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
     ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
     api_key.last_used_at = now
+    _touched.set(api_key.pk, now)

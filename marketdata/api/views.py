@@ -29,10 +29,12 @@ from marketdata.api.params import (
     cursor_encode,
 )
 from marketdata.api.renderers import CSVRenderer
+from marketdata.candle_cache import CandlePage, candle_page_cached
 from marketdata.candles import INTERVALS_MS
 from marketdata.health import feed_health
 from marketdata.models import Instrument
 from quantsaas.api.base import OrganizationAPIView
+from quantsaas.cache import LocalCache
 from quantsaas.timeutil import now_ms
 
 DEFAULT_TRADES_WINDOW_MS = 3_600_000  # without `start`, trades of the last hour
@@ -58,6 +60,9 @@ class FastJSONRenderer(JSONRenderer):
         return orjson.dumps(
             data, default=self._fallback.default, option=orjson.OPT_PASSTHROUGH_DATETIME
         )
+
+
+_validated_params = LocalCache(seconds=300, max_entries=10_000)
 
 
 class MarketDataView(OrganizationAPIView):
@@ -91,9 +96,19 @@ class MarketDataView(OrganizationAPIView):
         return response
 
     def params(self, serializer_class, request: Request) -> dict:
-        serializer = serializer_class(data=request.query_params)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+        # Validated once per distinct query: charts and pollers repeat theirs, and a DRF
+        # serializer costs more than the rest of a cached candle request.
+        key = (
+            serializer_class,
+            tuple(sorted((k, tuple(v)) for k, v in request.query_params.lists())),
+        )
+        validated = _validated_params.get(key)
+        if validated is None:
+            serializer = serializer_class(data=request.query_params)
+            serializer.is_valid(raise_exception=True)
+            validated = serializer.validated_data
+            _validated_params.set(key, validated)
+        return dict(validated)
 
     def instrument(self, exchange: str, symbol: str) -> Instrument:
         instrument = selectors.instrument_get(exchange_id=exchange, symbol=symbol)
@@ -259,34 +274,55 @@ class CandlesView(MarketDataView):
         else:
             history_guard(organization=self.organization, start_ms=start, now_ms=now)
         start -= start % interval_ms
-        rows = selectors.candles_between(
-            instrument=instrument,
-            interval=interval,
-            start_ms=start,
-            end_ms=end if cutoff is None else min(end, known),
-            limit=limit + 1,
+        query_end = end if cutoff is None else min(end, known)
+        page = candle_page_cached(
+            instrument_id=instrument.pk,
+            # Finality moves with the clock: the page depends on the bucket `known` is in.
+            query=(interval, start, query_end, limit, known - known % interval_ms),
+            build=lambda: _candle_page_build(
+                instrument, interval, start=start, end=query_end, limit=limit, known=known
+            ),
         )
         next_url = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_url = self.next_url(request, start=rows[-1][0] + interval_ms)
-        data = [
-            {
-                "ts": ts,
-                "open": o,
-                "high": h,
-                "low": low,
-                "close": c,
-                "volume": v,
-                "buy_volume": bv,
-                "trades": n,
-                # The bucket still in progress (or with a minute the feed has not closed)
-                # is not final: its values will change.
-                "final": final and ts + interval_ms <= known,
-            }
-            for ts, o, h, low, c, v, bv, n, final in rows
-        ]
+        if page.more_from is not None:
+            next_url = self.next_url(request, start=page.more_from)
+        if isinstance(request.accepted_renderer, FastJSONRenderer):
+            data = orjson.Fragment(page.json)  # rendered once per page, not per request
+        else:
+            data = orjson.loads(page.json)
         return Response({"data": data, "next": next_url})
+
+
+def _candle_page_build(
+    instrument: Instrument, interval: str, *, start: int, end: int, limit: int, known: int
+) -> CandlePage:
+    interval_ms = INTERVALS_MS[interval]
+    rows = selectors.candles_between(
+        instrument=instrument, interval=interval, start_ms=start, end_ms=end, limit=limit + 1
+    )
+    more_from = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        more_from = rows[-1][0] + interval_ms
+    data = [
+        {
+            "ts": ts,
+            "open": o,
+            "high": h,
+            "low": low,
+            "close": c,
+            "volume": v,
+            "buy_volume": bv,
+            "trades": n,
+            # The bucket still in progress (or with a minute the feed has not closed)
+            # is not final: its values will change.
+            "final": final and ts + interval_ms <= known,
+        }
+        for ts, o, h, low, c, v, bv, n, final in rows
+    ]
+    return CandlePage(
+        json=orjson.dumps(data, default=FastJSONRenderer._fallback.default), more_from=more_from
+    )
 
 
 class BookView(MarketDataView):
