@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, User
 from accounts.services.api_keys import api_key_revoke, api_key_status
+from accounts.services.audit import client_ip
 
 # --- users ------------------------------------------------------------------------------
 
@@ -302,7 +303,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(
                 api_key=api_key,
                 actor=request.user,
-                ip_address=request.META.get("REMOTE_ADDR") or None,
+                ip_address=client_ip(request),
             )
             revoked += 1
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)

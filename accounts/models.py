@@ -189,6 +189,7 @@ class AuditLog(models.Model):
         MEMBER_JOINED = "member.joined", "Member joined"
         ROLE_CHANGED = "member.role_changed", "Role changed"
         MEMBER_REMOVED = "member.removed", "Member removed"
+        BACKTEST_SUBMITTED = "backtest.submitted", "Backtest submitted"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="audit_logs"

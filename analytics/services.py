@@ -13,7 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Organization, User
+from accounts.models import ApiKey, AuditLog, Organization, User
+from accounts.services.audit import audit_log_record
 from analytics import backtest as backtest_lib
 from analytics import selectors
 from analytics.models import Backtest, OfiSecond, VpinBucket
@@ -46,13 +47,19 @@ def _utc_day_start(now: datetime) -> datetime:
 
 @transaction.atomic
 def backtest_submit(
-    *, organization: Organization, created_by: User | None, params: dict
+    *,
+    organization: Organization,
+    created_by: User | None,
+    params: dict,
+    actor_api_key: ApiKey | None = None,
+    ip_address: str | None = None,
 ) -> Backtest:
-    """Record a queued job and enqueue it once the row is committed.
+    """Record a queued job, audit it, and enqueue it once the row is committed.
 
     `params` is the validated request (analytics.api.backtests.BacktestIn). The daily
     allowance (billing's backtests_per_day, per UTC day) is checked under a lock on the
-    organization row so concurrent submissions cannot overshoot it.
+    organization row so concurrent submissions cannot overshoot it; a refused submission
+    leaves neither a job nor an audit row.
     """
     allowance = entitlements_for(organization=organization).backtests_per_day
     Organization.objects.select_for_update().filter(pk=organization.pk).first()
@@ -74,6 +81,16 @@ def backtest_submit(
         strategy=params["strategy"],
         params=params,
         created_at=now,
+    )
+    instrument = f"{params['exchange']}:{params['symbol']}"
+    audit_log_record(
+        organization=organization,
+        action=AuditLog.Action.BACKTEST_SUBMITTED,
+        actor=created_by,
+        actor_api_key=actor_api_key,
+        target=f"backtest {job.pk}: {job.strategy} on {instrument}",
+        details={"backtest_id": job.pk, "instrument": instrument, "strategy": job.strategy},
+        ip_address=ip_address,
     )
     from analytics.tasks import backtest_run
 

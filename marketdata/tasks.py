@@ -23,8 +23,6 @@ from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 logger = logging.getLogger(__name__)
 
 # Days of history kept; 0 keeps everything. Operators set them in settings/env.
-TRADE_RETENTION_DAYS = getattr(settings, "MARKETDATA_TRADE_RETENTION_DAYS", 0)
-BOOK_RETENTION_DAYS = getattr(settings, "MARKETDATA_BOOK_RETENTION_DAYS", 30)
 
 
 @shared_task(acks_late=True)
@@ -85,11 +83,13 @@ def marketdata_retention() -> dict:
     """Delete trades and book snapshots older than their retention (bounded batches)."""
     now = timezone.now()
     deleted = {"trades": 0, "book_snapshots": 0}
-    if TRADE_RETENTION_DAYS:
-        deleted["trades"] = trades_prune(before=now - timedelta(days=TRADE_RETENTION_DAYS))
-    if BOOK_RETENTION_DAYS:
-        deleted["book_snapshots"] = book_snapshots_prune(
-            before=now - timedelta(days=BOOK_RETENTION_DAYS)
-        )
+    trade_days, book_days = (
+        settings.MARKETDATA_TRADE_RETENTION_DAYS,
+        settings.MARKETDATA_BOOK_RETENTION_DAYS,
+    )
+    if trade_days:
+        deleted["trades"] = trades_prune(before=now - timedelta(days=trade_days))
+    if book_days:
+        deleted["book_snapshots"] = book_snapshots_prune(before=now - timedelta(days=book_days))
     logger.info("market data retention: %s", deleted)
     return deleted

@@ -202,6 +202,16 @@ CELERY_BEAT_SCHEDULE["marketdata-retention"] = {
     "task": "marketdata.tasks.marketdata_retention",
     "schedule": 60 * 60,
 }
+CELERY_BEAT_SCHEDULE["analytics-live-retention"] = {
+    "task": "analytics.tasks.live_analytics_retention",
+    "schedule": 60 * 60,
+}
+# Days of history kept (0: forever). Trades and the live OFI seconds and VPIN buckets
+# derived from them are kept forever by default: the enterprise plan's history is
+# unlimited. Book snapshots are periodic samples, kept a month.
+MARKETDATA_TRADE_RETENTION_DAYS = env.int("MARKETDATA_TRADE_RETENTION_DAYS", default=0)
+MARKETDATA_BOOK_RETENTION_DAYS = env.int("MARKETDATA_BOOK_RETENTION_DAYS", default=30)
+ANALYTICS_LIVE_RETENTION_DAYS = env.int("ANALYTICS_LIVE_RETENTION_DAYS", default=0)
 
 # --- auth and accounts ------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -268,6 +278,7 @@ BILLING_STRIPE_PRICES = {
 # How long a past_due subscription keeps its plan while Stripe retries the card.
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 BILLING_ENTITLEMENTS_CACHE_SECONDS = env.int("BILLING_ENTITLEMENTS_CACHE_SECONDS", default=60)
+BILLING_ENTITLEMENTS_LOCAL_SECONDS = env.float("BILLING_ENTITLEMENTS_LOCAL_SECONDS", default=1.0)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -275,7 +286,6 @@ REST_FRAMEWORK = {
         "accounts.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-BILLING_ENTITLEMENTS_LOCAL_SECONDS = env.float("BILLING_ENTITLEMENTS_LOCAL_SECONDS", default=1.0)
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -300,6 +310,10 @@ SPECTACULAR_SETTINGS = {
         "ApiKeyStatusEnum": ["active", "revoked", "expired"],
     },
     # The docs page's JavaScript is served from our static files, not a CDN (strict CSP).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "quantsaas.api.schema.response_headers_hook",
+    ],
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

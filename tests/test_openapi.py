@@ -63,3 +63,13 @@ def test_the_docs_page_renders_and_points_at_the_schema(db):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert SCHEMA in response.content.decode()
+
+
+def test_the_headers_our_answers_carry_are_documented(schema):
+    candles = schema["paths"]["/api/v1/markets/{exchange}/{symbol}/candles"]["get"]
+    headers = candles["responses"]["200"]["headers"]
+    assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Data-Delay"} <= set(
+        headers
+    )
+    keys = schema["paths"]["/api/v1/keys"]["get"]["responses"]["200"]["headers"]
+    assert "RateLimit-Remaining" in keys and "X-Data-Delay" not in keys

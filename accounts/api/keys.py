@@ -25,6 +25,7 @@ from accounts.services.api_keys import (
     api_key_revoke,
     api_key_status,
 )
+from accounts.services.audit import client_ip
 from quantsaas.api.base import CanManageForWrites, HasOrganization, OrganizationAPIView
 from quantsaas.api.errors import PlanRequired
 from quantsaas.api.fields import TimestampField, TimestampMsField
@@ -84,10 +85,6 @@ class ApiKeyListSerializer(serializers.Serializer):
 # --- views ------------------------------------------------------------------------------
 
 
-def _ip(request: Request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 class ApiKeyListCreateView(OrganizationAPIView):
     permission_classes = [HasOrganization, CanManageForWrites]
 
@@ -127,7 +124,7 @@ class ApiKeyListCreateView(OrganizationAPIView):
                 actor_api_key=caller.api_key,
                 name=payload.validated_data["name"],
                 expires_at=payload.validated_data["expires_at"],
-                ip_address=_ip(request),
+                ip_address=client_ip(request),
             )
         except ApiKeyQuotaExceeded as exc:
             raise PlanRequired(str(exc), plans=exc.plans) from exc
@@ -163,6 +160,6 @@ class ApiKeyDetailView(OrganizationAPIView):
             api_key=api_key,
             actor=None if caller.api_key else request.user,
             actor_api_key=caller.api_key,
-            ip_address=_ip(request),
+            ip_address=client_ip(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

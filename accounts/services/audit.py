@@ -24,3 +24,8 @@ def audit_log_record(
         details=details or {},
         ip_address=ip_address,
     )
+
+
+def client_ip(request) -> str | None:
+    """The address recorded in audit rows (the proxy in front sets REMOTE_ADDR)."""
+    return request.META.get("REMOTE_ADDR") or None

@@ -23,6 +23,7 @@ from accounts.models import Membership
 from accounts.selectors import api_key_get, api_keys_for_organization
 from accounts.services import api_keys as key_services
 from accounts.services.api_keys import ApiKeyExpiryInvalid, ApiKeyQuotaExceeded, api_key_status
+from accounts.services.audit import client_ip
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -57,10 +58,6 @@ def _require_manager(membership: Membership) -> None:
         raise PermissionDenied("Only owners and admins can manage API keys.")
 
 
-def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _list_page(
     request: HttpRequest, membership: Membership, form: ApiKeyCreateForm, *, status: int = 200
 ) -> HttpResponse:
@@ -93,7 +90,7 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
             created_by=request.user,
             name=form.cleaned_data["name"],
             expires_at=form.expires_at(),
-            ip_address=_ip(request),
+            ip_address=client_ip(request),
         )
     except ApiKeyExpiryInvalid as exc:
         form.add_error("expires_on", str(exc))
@@ -122,6 +119,6 @@ def api_key_revoke(request: HttpRequest, api_key_id: int) -> HttpResponse:
     if request.method != "POST":
         # Revoking cannot be undone, so the link asks first; the POST (with CSRF) acts.
         return render(request, "accounts/api_key_revoke.html", {"api_key": api_key})
-    key_services.api_key_revoke(api_key=api_key, actor=request.user, ip_address=_ip(request))
+    key_services.api_key_revoke(api_key=api_key, actor=request.user, ip_address=client_ip(request))
     messages.success(request, f"Revoked {api_key}. Programs using it are refused from now on.")
     return redirect("api_keys")

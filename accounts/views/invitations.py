@@ -10,12 +10,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from accounts.services import invitations as invitation_services
+from accounts.services.audit import client_ip
 from accounts.services.invitations import (
     InvitationError,
     invitation_check_recipient,
     invitation_from_token,
 )
-from accounts.views.organizations import client_ip
 
 # What a visitor notices: a link that never worked is "not found"; one that worked
 # once but no longer does is "gone"; someone else's invitation is "forbidden".

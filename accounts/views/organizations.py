@@ -11,12 +11,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.forms import OrganizationForm, OrganizationSwitchForm
 from accounts.services import organizations as organization_services
+from accounts.services.audit import client_ip
 from accounts.services.organizations import MembershipError
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The address recorded in audit rows (the proxy in front sets REMOTE_ADDR)."""
-    return request.META.get("REMOTE_ADDR") or None
 
 
 @login_required

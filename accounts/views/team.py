@@ -21,8 +21,8 @@ from accounts.models import Role
 from accounts.selectors import invitations_pending, organization_members
 from accounts.services import invitations as invitation_services
 from accounts.services import organizations as organization_services
+from accounts.services.audit import client_ip
 from accounts.services.organizations import MembershipError, MembershipPermissionError
-from accounts.views.organizations import client_ip
 
 View = Callable[..., HttpResponse]
 

@@ -2,7 +2,8 @@
 
 Jobs are tenant data: every read goes through a selector that takes the caller's
 organization, so another organization's job id answers 404 like a missing one. Any
-member may run a backtest (it changes nothing of the organization's but its allowance).
+member may run a backtest (it changes nothing of the organization's but its allowance);
+each accepted submission leaves an audit row naming the user or API key.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.services.audit import client_ip
 from analytics import selectors
 from analytics.backtest import STRATEGIES
 from analytics.models import Backtest
@@ -179,7 +181,9 @@ class BacktestListView(OrganizationAPIView):
             job = backtest_submit(
                 organization=self.organization,
                 created_by=None if self.caller.api_key else request.user,
+                actor_api_key=self.caller.api_key,
                 params=params,
+                ip_address=client_ip(request),
             )
         except BacktestNotAllowed as exc:
             raise PlanRequired(str(exc), plans=exc.plans) from exc

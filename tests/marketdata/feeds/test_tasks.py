@@ -46,8 +46,8 @@ def test_candles_left_open_are_finalised_from_the_tape(binance_btc):
     assert (candle.open, candle.close, candle.trade_count) == (100.0, 104.0, 5)
 
 
-def test_retention_deletes_only_trades_older_than_the_window(binance_btc, monkeypatch):
-    monkeypatch.setattr(tasks, "TRADE_RETENTION_DAYS", 7)
+def test_retention_deletes_only_trades_older_than_the_window(binance_btc, settings):
+    settings.MARKETDATA_TRADE_RETENTION_DAYS = 7
     old = dt_to_ms(timezone.now() - timedelta(days=8))
     recent = now_ms() - MINUTE_MS
     trades_ingest(records=_trades(binance_btc, old, 3) + _trades(binance_btc, recent, 2))
