@@ -9,15 +9,18 @@ from quantsaas import views
 handler404 = "quantsaas.api.errors.page_not_found"
 handler500 = "quantsaas.api.errors.server_error"
 
+# The API is matched first, market data first within it: Django tries patterns in
+# order, and programs polling market data make most of the requests.
 api_v1 = [
-    path("", include("accounts.api.urls")),
-    path("", include("billing.api.urls")),
     path("", include("marketdata.api.urls")),
     path("", include("analytics.api.urls")),
+    path("", include("accounts.api.urls")),
+    path("", include("billing.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 
 urlpatterns = [
+    path("api/v1/", include(api_v1)),
     path("", views.landing, name="landing"),
     path("dashboard/", views.dashboard, name="dashboard"),
     path("options/", views.options_calculator, name="options"),
@@ -28,7 +31,6 @@ urlpatterns = [
     path("pricing/", billing_views.pricing, name="pricing"),
     path("billing/stripe/webhook/", stripe_webhook, name="stripe_webhook"),
     path("billing/", include("billing.urls")),
-    path("api/v1/", include(api_v1)),
     path("api/docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
