@@ -36,11 +36,12 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench import throwaway_db  # noqa: E402  (needs ROOT on the path)
 
 TARGET = 0.5
 STREAM_BATCH = 500  # trades per websocket message handed to the writer, as streams do
@@ -50,25 +51,15 @@ BUSY_OTHERS = 0.25  # cores used by other work during a measurement worth a warn
 
 
 # --- the throwaway database ------------------------------------------------------------------
-def database_create(url: str) -> str:
-    """Create an empty database next to the one in `url`; return its URL."""
-    import psycopg
+DB_PREFIX = "qs_bench_ingest_"
 
-    parts = urlsplit(url)
-    name = f"qs_bench_ingest_{os.getpid()}"
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
+
+def database_create(url: str) -> str:
+    return throwaway_db.database_create(url, prefix=DB_PREFIX)
 
 
 def database_drop(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    assert name.startswith("qs_bench_ingest_"), name  # never drop anything the bench did not create
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    throwaway_db.database_drop(url, prefix=DB_PREFIX)
 
 
 def instrument_create(symbol: str):

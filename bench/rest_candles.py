@@ -40,11 +40,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench import throwaway_db  # noqa: E402  (needs ROOT on the path)
 
 OURS_PATH = "/api/v1/markets/sim/BTC-USD/candles?interval=1m&limit=1000"
 BARE_PATH = "/bench/bare-candles"
@@ -123,25 +124,15 @@ def get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         conn.close()
 
 
-def database_create(url: str) -> str:
-    """Create an empty database next to the one in `url`; return its URL."""
-    import psycopg
+DB_PREFIX = "qs_bench_"
 
-    parts = urlsplit(url)
-    name = f"qs_bench_{os.getpid()}"
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
+
+def database_create(url: str) -> str:
+    return throwaway_db.database_create(url, prefix=DB_PREFIX)
 
 
 def database_drop(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    assert name.startswith("qs_bench_"), name  # never drop anything the bench did not create
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    throwaway_db.database_drop(url, prefix=DB_PREFIX)
 
 
 def seed() -> str:

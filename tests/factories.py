@@ -42,3 +42,23 @@ def plan_grant(*, organization: Organization, code: str = "pro") -> None:
     PlanOverride.objects.create(
         organization=organization, plan=Plan.objects.get(code=code), reason="test"
     )
+
+
+def plan_override_with(*, organization: Organization, **limits):
+    """Put `organization` on a private plan with these limits (free-plan values otherwise)."""
+    from billing.models import Plan, PlanOverride
+
+    defaults = {
+        "requests_per_minute": 1_000,
+        "ws_connections": 1,
+        "ws_subscriptions": 5,
+        "api_keys": 1,
+    }
+    plan = Plan.objects.create(
+        code=f"test-{organization.pk}-{Plan.objects.count()}",
+        name="Test plan",
+        is_public=False,
+        **{**defaults, **limits},
+    )
+    PlanOverride.objects.create(organization=organization, plan=plan, reason="test")
+    return plan

@@ -15,13 +15,12 @@ from analytics.ofi import ofi
 from analytics.options import bsm_price
 from analytics.tasks import backtest_run
 from analytics.vpin import vpin
-from billing.models import Plan, PlanOverride
 from marketdata.models import Candle1m, Instrument, Trade
 from marketdata.records import BookUpdate, TradeRecord
 from marketdata.sim.history import sim_history_load
 from quantsaas.celery import app as celery_app
 from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
-from tests.factories import plan_grant
+from tests.factories import plan_grant, plan_override_with
 
 PRICE = "/api/v1/options/price"
 IV = "/api/v1/options/implied-volatility"
@@ -56,19 +55,8 @@ def eager_celery():
     celery_app.conf.task_always_eager = eager
 
 
-def _plan_override(organization, **limits) -> Plan:
-    plan = Plan.objects.create(
-        code=f"test-{len(limits)}-{organization.pk}",
-        name="Test plan",
-        is_public=False,
-        requests_per_minute=1_000,
-        ws_connections=1,
-        ws_subscriptions=5,
-        api_keys=1,
-        **limits,
-    )
-    PlanOverride.objects.create(organization=organization, plan=plan, reason="test")
-    return plan
+def _plan_override(organization, **limits):
+    return plan_override_with(organization=organization, **limits)
 
 
 # --- options ------------------------------------------------------------------------------

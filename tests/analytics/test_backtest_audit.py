@@ -10,9 +10,8 @@ from rest_framework.test import APIClient
 from accounts.models import AuditLog
 from accounts.services.api_keys import api_key_create
 from analytics.models import Backtest
-from billing.models import Plan, PlanOverride
 from quantsaas.timeutil import now_ms
-from tests.factories import UserFactory
+from tests.factories import UserFactory, plan_override_with
 
 SUBMITTED = AuditLog.Action.BACKTEST_SUBMITTED
 
@@ -31,18 +30,9 @@ def _submit(client: APIClient, **changes):
 
 
 def _backtests_per_day(organization, allowance: int) -> None:
-    plan = Plan.objects.create(
-        code=f"test-backtests-{organization.pk}",
-        name="Test plan",
-        is_public=False,
-        requests_per_minute=1_000,
-        ws_connections=1,
-        ws_subscriptions=5,
-        api_keys=1,
-        analytics=allowance > 0,
-        backtests_per_day=allowance,
+    plan_override_with(
+        organization=organization, analytics=allowance > 0, backtests_per_day=allowance
     )
-    PlanOverride.objects.create(organization=organization, plan=plan, reason="test")
 
 
 def _submitted(organization) -> list[AuditLog]:
