@@ -3,7 +3,8 @@
 Sync functions (database); the consumer and the hub call them through
 ``sync_to_async``. The organization's plan comes from billing.entitlements, the
 one place that derives it; saving a subscription or override invalidates its
-cache, so the periodic re-check sees a downgrade within RECHECK_SECONDS.
+cache, so the periodic re-check (streaming/recheck.py) sees a downgrade within
+RECHECK_SECONDS.
 """
 
 from __future__ import annotations
@@ -74,17 +75,23 @@ class Held:
     api_key_id: int | None
     user_id: int | None
     delay_seconds: int
-    subscriptions: int
     uses_analytics: bool
 
 
-def principals_recheck(*, held: dict[str, Held]) -> dict[str, tuple[int, str]]:
-    """Connections to close now, with close code and reason, in a few queries.
+@dataclass(frozen=True)
+class Recheck:
+    closing: dict[str, tuple[int, str]]  # connection id -> (close code, reason)
+    plans: dict[int, Entitlements]  # organization id -> what it may do now
+
+
+def principals_recheck(*, held: dict[str, Held]) -> Recheck:
+    """Connections to close now, with close code and reason, and each plan, in a few queries.
 
     A revoked or expired key, or a user no longer a member, loses the stream (4001).
-    A plan that no longer allows what the connection holds (real time, as many
-    subscriptions, analytics) closes it with 4003; the client reconnects and gets
-    what the new plan allows. Upgrades apply on the next connection.
+    A plan that no longer allows what the connection is (real time) or holds
+    (analytics) closes it with 4003; the client reconnects and gets what the new
+    plan allows. The plan's counted limits (connections, subscriptions) are
+    re-applied by the caller from `plans` without closing more than they must.
     """
     closing: dict[str, tuple[int, str]] = {}
     now = timezone.now()
@@ -117,11 +124,9 @@ def principals_recheck(*, held: dict[str, Held]) -> dict[str, tuple[int, str]]:
             closing[conn_id] = (CLOSE_NOT_AUTHENTICATED, "Organization deleted.")
         elif plan.stream_delay_seconds > h.delay_seconds:
             closing[conn_id] = (CLOSE_PLAN, "Plan changed: the stream is now delayed.")
-        elif plan.ws_subscriptions < h.subscriptions:
-            closing[conn_id] = (CLOSE_PLAN, "Plan changed: fewer subscriptions allowed.")
         elif h.uses_analytics and not plan.analytics:
             closing[conn_id] = (CLOSE_PLAN, "Plan changed: analytics not included.")
-    return closing
+    return Recheck(closing=closing, plans=plans)
 
 
 __all__ = [
@@ -129,6 +134,7 @@ __all__ = [
     "CLOSE_PLAN",
     "ApiKeyError",
     "Held",
+    "Recheck",
     "StreamPrincipal",
     "handshake_key",
     "principal_from_key",

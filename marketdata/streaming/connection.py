@@ -182,6 +182,7 @@ class Connection:
         self.frames: deque[bytes | str] = deque()
         self._wakeup = asyncio.Event()
         self.channels: set[str] = set()
+        self.added: dict[str, None] = {}  # the same channels, oldest subscription first (hub)
         self.snapshot_pending: set[str] = set()
         self.lagging_since: float | None = None
         self.lag: dict[str, list[int]] = {}  # channel -> [records missed, from_seq, to_seq]
@@ -189,11 +190,13 @@ class Connection:
         self.last_sent = time.monotonic()
         self.closed = False
         self._sender: asyncio.Task | None = None
-        # Set by the consumer; read by the hub's periodic re-check.
+        # Set by the consumer; kept to the current plan by the hub's periodic re-check.
         self.api_key_id: int | None = None
         self.user_id: int | None = None
         self.plan_subscriptions = 0
         self.analytics_allowed = True
+        # A connection limit this connection's slot is known to be within (quotas.py).
+        self.plan_connections = 0
 
     # --- producer side (the hub, on the event loop; never awaits) -----------------------
     def push(self, frame: str) -> None:
@@ -316,15 +319,27 @@ class Connection:
         while not self.closed and backlog() > MAX_TRANSPORT_BACKLOG:  # noqa: ASYNC110
             await asyncio.sleep(BACKLOG_POLL_SECONDS)
 
+    def channels_by_age(self) -> list[str]:
+        """Subscribed channels, oldest subscription first."""
+        ordered = [c for c in self.added if c in self.channels]
+        return ordered + sorted(self.channels.difference(ordered))
+
     def lagging_for(self, now: float) -> float:
         return 0.0 if self.lagging_since is None else now - self.lagging_since
 
-    async def close(self, code: int, reason: str = "") -> None:
+    async def close(self, code: int, reason: str = "", *, farewell: str | None = None) -> None:
+        """Close with `code`; frames still queued are dropped.
+
+        `farewell` (an error frame) goes straight through the server ahead of the
+        close, so the client reads why: daphne does not pass a close reason on.
+        """
         if self.closed:
             return
         self.closed = True
         self._wakeup.set()
         with contextlib.suppress(Exception):
+            if farewell is not None:
+                await self._send({"type": "websocket.send", "text": farewell})
             await self._close(code, reason)
 
     async def stop(self) -> None:

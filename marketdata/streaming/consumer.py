@@ -1,9 +1,10 @@
 """``/ws/v1/stream``: authenticate, enforce the plan, hand subscriptions to the hub.
 
 Thin by design: parsing lives in ``protocol``, limits in ``quotas``, fan-out in
-``hub``. The consumer holds no channel-layer channel of its own
-(``channel_layer_alias`` names no layer): the process's hub is the only
-channel-layer client, which is what keeps 500 clients cheap.
+``hub``, the periodic re-check of open connections in ``recheck``. The consumer
+holds no channel-layer channel of its own (``channel_layer_alias`` names no
+layer): the process's hub is the only channel-layer client, which is what keeps
+500 clients cheap.
 """
 
 from __future__ import annotations
@@ -21,53 +22,31 @@ from marketdata.streaming.access import (
     CLOSE_NOT_AUTHENTICATED,
     CLOSE_PLAN,
     ApiKeyError,
-    Held,
     StreamPrincipal,
     handshake_key,
     principal_from_key,
     principal_from_session,
-    principals_recheck,
 )
 from marketdata.streaming.connection import Connection
 from marketdata.streaming.hub import Hub, hub_get
 from marketdata.streaming.protocol import (
+    ANALYTICS_KINDS,
     ClientMessage,
     ProtocolError,
     channel_kind,
     channels_unknown,
     message_parse,
 )
-from marketdata.streaming.quotas import QuotaUnavailable, TokenBucket
+from marketdata.streaming.quotas import CLOSE_QUOTA, QuotaUnavailable, TokenBucket
+from marketdata.streaming.recheck import connections_recheck
 
 logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_SECONDS = 10.0
-CLOSE_QUOTA = 4008
 CLOSE_RATE = 4029
 CLOSE_TRY_LATER = 1013
 MESSAGE_RATE = 10.0  # client messages per second, sustained
 MESSAGE_BURST = 50.0
-ANALYTICS_KINDS = frozenset({"ofi", "vpin"})
-
-
-async def _recheck(connections: list[Connection]) -> dict[Connection, tuple[int, str]]:
-    held = {
-        c.id: Held(
-            organization_id=c.organization_id,
-            api_key_id=c.api_key_id,
-            user_id=c.user_id,
-            delay_seconds=c.delay,
-            subscriptions=len(c.channels),
-            uses_analytics=any(channel_kind(ch) in ANALYTICS_KINDS for ch in c.channels),
-        )
-        for c in connections
-        if not c.closed
-    }
-    if not held:
-        return {}
-    closing = await sync_to_async(principals_recheck, thread_sensitive=False)(held=held)
-    by_id = {c.id: c for c in connections}
-    return {by_id[conn_id]: verdict for conn_id, verdict in closing.items()}
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -75,7 +54,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.hub: Hub = hub_get()
-        self.hub._recheck = _recheck
+        self.hub._recheck = connections_recheck
         self.conn: Connection | None = None
         self.principal: StreamPrincipal | None = None
         self.bucket = TokenBucket(rate=MESSAGE_RATE, burst=MESSAGE_BURST)
@@ -121,11 +100,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
         plan = principal.entitlements
-        connection_id = uuid.uuid4().hex
         try:
             slot = await self.hub.slots.acquire(
                 organization_id=principal.organization_id,
-                connection_id=connection_id,
+                connection_id=uuid.uuid4().hex,
                 limit=plan.ws_connections,
             )
         except QuotaUnavailable:
@@ -142,7 +120,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         self.principal = principal
         conn = Connection(
-            connection_id=connection_id,
+            connection_id=slot.member,  # its slot's name: admission order across processes
             organization_id=principal.organization_id,
             delay_seconds=plan.stream_delay_seconds,
             send=self.base_send,
@@ -150,6 +128,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             snapshot_for=self.hub.snapshot_for,
         )
         conn.api_key_id, conn.user_id = principal.api_key_id, principal.user_id
+        # The re-check keeps these to the current plan (recheck.py).
+        conn.plan_connections = plan.ws_connections
+        conn.plan_subscriptions = plan.ws_subscriptions
+        conn.analytics_allowed = plan.analytics
         self.conn = conn
         self.hub.connection_add(conn)
         conn.push(
@@ -210,7 +192,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.hub.unsubscribe(conn, held)
 
     async def _subscribe(self, channels: list[str]) -> None:
-        conn, plan = self.conn, self.principal.entitlements
+        conn = self.conn
+        limit = conn.plan_subscriptions  # the current plan's, not the one at connect
         unknown = channels_unknown(channels, instruments=await self.hub.instruments())
         if unknown:
             conn.push(
@@ -222,24 +205,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
             )
             return
         analytics = [c for c in channels if channel_kind(c) in ANALYTICS_KINDS]
-        if analytics and not plan.analytics:
-            conn.push(
-                frames.error(
+        if analytics and not conn.analytics_allowed:
+            await conn.close(
+                CLOSE_PLAN,
+                "Plan does not include analytics.",
+                farewell=frames.error(
                     code="plan_required",
                     message="Your plan does not include analytics channels.",
                     details={"channels": analytics},
-                )
+                ),
             )
-            await conn.close(CLOSE_PLAN, "Plan does not include analytics.")
             return
         new = [c for c in channels if c not in conn.channels]
-        if len(conn.channels) + len(new) > plan.ws_subscriptions:
+        if len(conn.channels) + len(new) > limit:
             conn.push(
                 frames.error(
                     code="quota_exceeded",
-                    message=f"Your plan allows {plan.ws_subscriptions} subscriptions "
+                    message=f"Your plan allows {limit} subscriptions "
                     "per connection; nothing was subscribed.",
-                    details={"limit": plan.ws_subscriptions, "subscribed": len(conn.channels)},
+                    details={"limit": limit, "subscribed": len(conn.channels)},
                 )
             )
             return

@@ -38,9 +38,9 @@ from marketdata.streaming.quotas import SLOT_REFRESH_SECONDS, gather_bounded, sl
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
-RECHECK_SECONDS = 3.0
+RECHECK_SECONDS = 3.0  # keys, memberships and plans of open connections (recheck.py)
 USAGE_FLUSH_SECONDS = 5.0
-MAINTENANCE_SECONDS = 1.0
+MAINTENANCE_SECONDS = 1.0  # the housekeeping tick; nothing above runs more often
 CLOSE_LAGGING = 4029
 
 
@@ -157,7 +157,9 @@ class Hub:
         self._pending_release: dict[int, set[str]] = {}
         self._release_task: asyncio.Task | None = None
         self._usage: Counter[int] = Counter()
-        self._recheck = None  # set by the consumer module: (connections) -> {conn: (code, why)}
+        # Set by the consumer module: (hub, connections) -> {conn: (code, reason, farewell
+        # frame or None)}, the connections to close; see recheck.py.
+        self._recheck = None
         self._last = {"refresh": 0.0, "recheck": 0.0, "usage": 0.0, "groups": time.monotonic()}
 
     # --- connections --------------------------------------------------------------------
@@ -179,6 +181,7 @@ class Hub:
         conn.delivered = 0
         channels = list(conn.channels)
         conn.channels.clear()
+        conn.added.clear()
         await conn.stop()
         self.slot_release(organization_id=conn.organization_id, connection_id=conn.id)
         for channel in channels:
@@ -226,6 +229,7 @@ class Hub:
             if channel in conn.channels:
                 continue
             conn.channels.add(channel)
+            conn.added[channel] = None
             self.subscribers.setdefault(conn.delay, {}).setdefault(channel, set()).add(conn)
             if channel_kind(channel) in STATEFUL_KINDS:
                 event = self.snapshot_for(channel, conn.delay)
@@ -238,6 +242,7 @@ class Hub:
     async def unsubscribe(self, conn: Connection, channels: list[str]) -> None:
         for channel in channels:
             conn.channels.discard(channel)
+            conn.added.pop(channel, None)
             conn.snapshot_pending.discard(channel)
             conn.lag.pop(channel, None)
             self.subscribers.get(conn.delay, {}).get(channel, set()).discard(conn)
@@ -336,9 +341,9 @@ class Hub:
             await self._slots_refresh()
         if self._recheck is not None and now - self._last["recheck"] >= RECHECK_SECONDS:
             self._last["recheck"] = now
-            closing = await self._recheck(list(self.connections))
-            for conn, (code, reason) in closing.items():
-                await conn.close(code, reason)
+            closing = await self._recheck(self, list(self.connections))
+            for conn, (code, reason, farewell) in closing.items():
+                await conn.close(code, reason, farewell=farewell)
         if now - self._last["usage"] >= USAGE_FLUSH_SECONDS:
             self._last["usage"] = now
             await self.usage_flush()

@@ -11,11 +11,34 @@ authenticates with an API key (a cookie it might carry is its own).
 
 from __future__ import annotations
 
-from channels.security.websocket import OriginValidator
+from urllib.parse import urlparse
+
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
 
+class _Denier(WebsocketDenier):
+    # No channel layer: a refused handshake has nothing to receive. Channels' own
+    # denier opens a layer channel (a blocking Redis receive) per refused attempt,
+    # which also left test event loops waiting on Redis at shutdown.
+    channel_layer_alias = "refused-handshakes-use-no-layer"
+
+
+def _parsed_origin(scope: dict):
+    """The Origin header as OriginValidator reads it (the last one; latin-1 always decodes)."""
+    parsed = None
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            parsed = urlparse(value.decode("latin1"))
+    return parsed
+
+
 class BrowserOriginValidator(OriginValidator):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not self.valid_origin(_parsed_origin(scope)):
+            return await _Denier()(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
     def valid_origin(self, parsed_origin) -> bool:
         if parsed_origin is None:
             return True

@@ -22,6 +22,7 @@ MAX_PING_ID_LENGTH = 64
 # arbitrary client text never reaches the channel layer or a group name.
 _CHANNEL = re.compile(r"^([a-z0-9_]{1,20})\.([a-z0-9_]{1,40})\.([A-Z0-9]{1,30}-[A-Z0-9]{1,30})$")
 STATEFUL_KINDS = frozenset({"book", "ticker", "candles_1m"})  # subscriptions start with a snapshot
+ANALYTICS_KINDS = frozenset({"ofi", "vpin"})  # plans with analytics only
 OPS = ("auth", "subscribe", "unsubscribe", "ping")
 
 

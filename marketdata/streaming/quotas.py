@@ -1,11 +1,20 @@
 """Stream quotas: concurrent connections per organization, and client message rate.
 
-Connection slots live in Redis, one sorted set per organization: member = the
-connection id, score = when the slot expires (Redis server time, ms). One Lua
-script evicts expired members, counts, and adds only under the limit, so twenty
-connections racing for five slots get exactly five, across every daphne
+Connection slots live in Redis, one sorted set per organization: score = when
+the slot expires (Redis server time, ms), member = ``<admitted>:<connection id>``,
+where ``admitted`` is the 13-digit Redis time (ms) at which the slot was taken,
+made strictly increasing per organization. So the members sorted as strings are
+the connections in the order they were admitted, the same for every process.
+One Lua script evicts expired members, counts, and adds only under the limit, so
+twenty connections racing for five slots get exactly five, across every daphne
 process. Open connections refresh their slots (a heartbeat); a crashed server
 stops refreshing and its slots expire after SLOT_TTL_SECONDS.
+
+After a downgrade, ``beyond`` names the slots past the plan's new limit in that
+order (the newest); each process closes the ones it holds (streaming/recheck.py).
+A slot admitted under a limit L always stays among the first L (members are only
+ever added last), which lets a process skip the question for connections
+admitted under a limit no larger than the current one.
 
 If Redis is unreachable, connections are refused (closed 1013, try again later):
 the stream's channel layer is that same Redis, so nothing could be delivered
@@ -22,32 +31,33 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from django.conf import settings
 
+CLOSE_QUOTA = 4008  # connection quota exceeded (API.md)
 SLOT_TTL_SECONDS = 30
 SLOT_REFRESH_SECONDS = 10
 KEY_PREFIX = "qs:stream:slots"
 
-# KEYS[1] slots key; ARGV[1] connection id, ARGV[2] limit, ARGV[3] ttl ms.
-# Returns {acquired (0|1), slots in use after the call}.
+# KEYS[1] slots key, KEYS[2] the organization's last admission time; ARGV[1] connection
+# id, ARGV[2] limit, ARGV[3] ttl ms. Returns {acquired (0|1), slots in use, member}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-  return {1, redis.call('ZCARD', KEYS[1])}
-end
 local count = redis.call('ZCARD', KEYS[1])
 if count >= tonumber(ARGV[2]) then
-  return {0, count}
+  return {0, count, ''}
 end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+local admitted = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0') + 1)
+local member = string.format('%013d', admitted) .. ':' .. ARGV[1]
+redis.call('ZADD', KEYS[1], now + ttl, member)
 redis.call('PEXPIRE', KEYS[1], ttl)
-return {1, count + 1}
+redis.call('SET', KEYS[2], admitted, 'PX', ttl)
+return {1, count + 1, member}
 """
 
-# KEYS[1] slots key; ARGV[1] ttl ms; ARGV[2..] connection ids. Refreshes only members
-# still present (XX): a slot that expired meanwhile is not silently re-taken.
+# KEYS[1] slots key, KEYS[2] last admission; ARGV[1] ttl ms; ARGV[2..] slot members.
+# Refreshes only members still present (XX): a slot that expired meanwhile is not
+# silently re-taken.
 _REFRESH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,7 +67,25 @@ for i = 2, #ARGV do
   redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
 return redis.call('ZCARD', KEYS[1])
+"""
+
+# KEYS[1] slots key; ARGV[1] limit. The live members past the first `limit` in
+# admission order (read only).
+_BEYOND = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+local limit = tonumber(ARGV[1])
+local beyond = {}
+if #members > limit then
+  table.sort(members)
+  for i = limit + 1, #members do
+    beyond[#beyond + 1] = members[i]
+  end
+end
+return beyond
 """
 
 
@@ -69,10 +97,20 @@ def slots_key(organization_id: int) -> str:
     return f"{KEY_PREFIX}:{organization_id}"
 
 
+def admitted_key(organization_id: int) -> str:
+    return f"{KEY_PREFIX}:{organization_id}:admitted"
+
+
+def slot_member(admitted_ms: int, connection_id: str) -> str:
+    """Fixed-width time first, so members sort as strings in admission order."""
+    return f"{admitted_ms:013d}:{connection_id}"
+
+
 @dataclass(frozen=True)
 class SlotResult:
     acquired: bool
     in_use: int
+    member: str = ""  # the slot's name in the set; the connection's id from then on
 
 
 class RedisSlots:
@@ -87,22 +125,29 @@ class RedisSlots:
         self.client = aioredis.Redis(connection_pool=pool)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._refresh = self.client.register_script(_REFRESH)
+        self._beyond = self.client.register_script(_BEYOND)
 
     async def acquire(self, *, organization_id: int, connection_id: str, limit: int) -> SlotResult:
         try:
-            acquired, in_use = await self._acquire(
-                keys=[slots_key(organization_id)],
+            acquired, in_use, member = await self._acquire(
+                keys=[slots_key(organization_id), admitted_key(organization_id)],
                 args=[connection_id, limit, SLOT_TTL_SECONDS * 1000],
             )
         except aioredis.RedisError as exc:
             raise QuotaUnavailable(str(exc)) from exc
-        return SlotResult(acquired=bool(acquired), in_use=int(in_use))
+        return SlotResult(acquired=bool(acquired), in_use=int(in_use), member=member.decode())
 
     async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
         if connection_ids:
             await self._refresh(
-                keys=[slots_key(organization_id)], args=[SLOT_TTL_SECONDS * 1000, *connection_ids]
+                keys=[slots_key(organization_id), admitted_key(organization_id)],
+                args=[SLOT_TTL_SECONDS * 1000, *connection_ids],
             )
+
+    async def beyond(self, *, organization_id: int, limit: int) -> list[str]:
+        """The organization's slots past the first `limit` in admission order (newest)."""
+        members = await self._beyond(keys=[slots_key(organization_id)], args=[limit])
+        return [m.decode() for m in members]
 
     async def release(self, *, organization_id: int, connection_ids: list[str]) -> None:
         if connection_ids:
@@ -122,6 +167,7 @@ class LocalSlots:
 
     def __init__(self) -> None:
         self._slots: dict[int, dict[str, float]] = {}
+        self._admitted: dict[int, int] = {}
 
     def _live(self, organization_id: int) -> dict[str, float]:
         now = time.monotonic()
@@ -132,10 +178,13 @@ class LocalSlots:
 
     async def acquire(self, *, organization_id: int, connection_id: str, limit: int) -> SlotResult:
         slots = self._live(organization_id)
-        if connection_id not in slots and len(slots) >= limit:
+        if len(slots) >= limit:
             return SlotResult(acquired=False, in_use=len(slots))
-        slots[connection_id] = time.monotonic() + SLOT_TTL_SECONDS
-        return SlotResult(acquired=True, in_use=len(slots))
+        admitted = max(time.time_ns() // 1_000_000, self._admitted.get(organization_id, 0) + 1)
+        self._admitted[organization_id] = admitted
+        member = slot_member(admitted, connection_id)
+        slots[member] = time.monotonic() + SLOT_TTL_SECONDS
+        return SlotResult(acquired=True, in_use=len(slots), member=member)
 
     async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
         slots = self._live(organization_id)
@@ -147,6 +196,9 @@ class LocalSlots:
         slots = self._slots.get(organization_id, {})
         for member in connection_ids:
             slots.pop(member, None)
+
+    async def beyond(self, *, organization_id: int, limit: int) -> list[str]:
+        return sorted(self._live(organization_id))[limit:]
 
     async def in_use(self, *, organization_id: int) -> int:
         return len(self._live(organization_id))

@@ -10,10 +10,12 @@ import pytest
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import transaction
 from django.test import Client
 
 from accounts.services.api_keys import api_key_create
-from billing.models import Plan, PlanOverride
+from billing.models import Plan, PlanOverride, StripeCustomer
+from billing.services.subscriptions import subscription_store
 from marketdata.models import Exchange, Instrument
 from marketdata.streaming.hub import hub_peek
 from marketdata.streaming.origin import BrowserOriginValidatorStack
@@ -65,6 +67,27 @@ def plan_grant(organization, *, code: str = "stream-test", **fields) -> Plan:
     return plan
 
 
+def plan_subscribe(organization, *, code: str, **fields) -> Plan:
+    """Put `organization` on a plan through its Stripe subscription, stored as the
+    webhook sync stores it; a later call changes the same subscription's price."""
+    plan, _ = Plan.objects.update_or_create(
+        code=code, defaults={**PLAN_DEFAULTS, **fields, "stripe_price_id": f"price_{code}"}
+    )
+    customer, _ = StripeCustomer.objects.get_or_create(
+        organization=organization, defaults={"stripe_customer_id": f"cus_{organization.pk}"}
+    )
+    with transaction.atomic():
+        subscription_store(
+            data={
+                "id": f"sub_{organization.pk}",
+                "customer": customer.stripe_customer_id,
+                "status": "active",
+                "items": {"data": [{"price": {"id": plan.stripe_price_id}}]},
+            }
+        )
+    return plan
+
+
 @pytest.fixture
 def acme_key(sim_market, alice, acme) -> str:
     plan_grant(acme)
@@ -113,6 +136,16 @@ async def closed_with(comm, seconds: float = 5.0) -> int:
         output = await comm.receive_output(max(0.05, deadline - loop.time()))
         if output["type"] == "websocket.close":
             return output.get("code", 1000)
+
+
+async def close_message(comm, seconds: float = 5.0) -> dict:
+    """Skip frames until the server closes; return the close (code and reason)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        output = await comm.receive_output(max(0.05, deadline - loop.time()))
+        if output["type"] == "websocket.close":
+            return output
 
 
 async def connected(**kwargs):
