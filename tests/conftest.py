@@ -15,6 +15,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from billing.ratelimit import leases_forget
 from quantsaas.cache import LocalCache
 from tests.factories import OrganizationFactory, UserFactory, membership_add
 
@@ -82,9 +83,11 @@ def _clean_redis():
     empty in-process caches."""
     cache.clear()
     LocalCache.clear_all()
+    leases_forget()
     yield
     cache.clear()
     LocalCache.clear_all()
+    leases_forget()
 
 
 # --- named actors -----------------------------------------------------------------------
