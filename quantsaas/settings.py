@@ -171,6 +171,12 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Delayed-stream replay (marketdata/streaming/replay.py): the history of each channel kept
+# in a Redis Stream for delayed plans; the longest plan delay (free: 900 s) plus a minute,
+# and a length cap as a memory guard (at most 10 messages a second per channel are published).
+STREAM_REPLAY_SECONDS = env.int("STREAM_REPLAY_SECONDS", default=960)
+STREAM_REPLAY_MAXLEN = env.int("STREAM_REPLAY_MAXLEN", default=12000)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
 # Embedded mode has no worker: tasks run in the calling process.

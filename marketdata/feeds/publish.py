@@ -13,6 +13,12 @@ for candles_1m, and the latest state for book and ticker. Every record gets
 ``recv_ts``, when we received it. ``seq`` counts messages, not records, and is
 assigned here, by the one feed runner that owns the stream, so every server and
 every delayed copy carry the same numbers.
+
+Replay history: before the group sends, each flush appends its messages to the
+channels' Redis Streams in one pipeline (marketdata/streaming/replay.py), so a
+delayed client's server can read what it did not hear. Appending first means a
+message a hub misses live (it joined the group just after the send) is already
+in the stream when the hub reads it.
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from channels.layers import get_channel_layer
 
 from marketdata.feeds.groups import channel_group, channel_name
 from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeRecord
+from marketdata.streaming.replay import RedisReplay, replay_for_settings
 
 logger = logging.getLogger(__name__)
 MESSAGE_TYPE = "market.event"
 BATCH_WINDOW_SECONDS = float(os.environ.get("STREAM_BATCH_MS", "100")) / 1000
 LATEST_STATE_KINDS = frozenset({"book", "ticker"})
+_FROM_SETTINGS = object()
 
 
 def trade_payload(t: TradeRecord) -> dict:
@@ -111,8 +119,14 @@ class Publisher:
     (1,000 trades a second) still costs one message per window.
     """
 
-    def __init__(self, layer=None, *, window_seconds: float | None = None) -> None:
+    def __init__(
+        self, layer=None, *, window_seconds: float | None = None, replay=_FROM_SETTINGS
+    ) -> None:
         self.layer = layer if layer is not None else get_channel_layer()
+        # None: no replay history (embedded mode, or a caller that wants none)
+        self.replay: RedisReplay | None = (
+            replay_for_settings() if replay is _FROM_SETTINGS else replay
+        )
         self.seq: dict[str, int] = defaultdict(int)
         self.window = BATCH_WINDOW_SECONDS if window_seconds is None else window_seconds
         self._batches: dict[str, _Batch] = {}
@@ -151,17 +165,27 @@ class Publisher:
     async def flush(self) -> None:
         """Send every pending batch now (also what a clean shutdown calls)."""
         batches, self._batches = self._batches, {}
+        messages = []
         for channel, batch in batches.items():
             if batch.data is None or batch.data == []:
                 continue
             self.seq[channel] += 1
-            message = {
-                "type": MESSAGE_TYPE,
-                "channel": channel,
-                "seq": self.seq[channel],
-                "ts": _now_ms(),
-                "data": batch.data,
-            }
+            messages.append(
+                {
+                    "type": MESSAGE_TYPE,
+                    "channel": channel,
+                    "seq": self.seq[channel],
+                    "ts": _now_ms(),
+                    "data": batch.data,
+                }
+            )
+        if messages and self.replay is not None:
+            try:  # before the sends: see the module docstring
+                await self.replay.append(messages)
+            except Exception:  # replay history is a convenience; live delivery goes on
+                logger.warning("replay append failed", exc_info=True)
+        for message in messages:
+            channel = message["channel"]
             try:
                 await self.layer.group_send(channel_group(channel), message)
             except Exception:  # a full or flaky layer must not stop ingest; storage is the record

@@ -13,6 +13,12 @@ message of every joined channel enters each line and is released when its
 publish time plus the delay has passed, with its original ``seq``. A delayed
 connection's snapshots come from what its line has released, never from the
 real-time state, so nothing real-time reaches it.
+
+A line only holds what this hub heard while it listened to a channel. When a
+delayed subscription finds its line without the last `delay` seconds of the
+channel, the line reads them once from the publisher's replay stream
+(replay.py) and releases them on time ahead of what it heard live; see
+``DelayLine.seed``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from marketdata.streaming import frames
 from marketdata.streaming.connection import LAG_CLOSE_SECONDS, Connection
 from marketdata.streaming.protocol import STATEFUL_KINDS, InstrumentCatalog, channel_kind
 from marketdata.streaming.quotas import SLOT_REFRESH_SECONDS, gather_bounded, slots_for_settings
+from marketdata.streaming.replay import ReplayEntry, replay_for_settings
 
 logger = logging.getLogger(__name__)
 
@@ -96,52 +103,177 @@ class Event:
 
 
 class DelayLine:
-    """Messages waiting out one delay value, released in publish order."""
+    """Messages waiting out one delay value, released in publish order.
+
+    ``entries`` holds what the hub heard live, for every joined channel. ``replay``
+    holds, per channel, what was read from the replay stream to fill the time
+    before the line heard the channel (``seed``): all of it older than the
+    channel's first live entry, so a channel's replay goes out before its live
+    entries and ``seq`` runs on without a gap or a repeat.
+    """
 
     def __init__(self, hub: Hub, delay_seconds: int) -> None:
         self.hub, self.delay = hub, delay_seconds
+        self.delay_ms = delay_seconds * 1000
         self.entries: deque[tuple[int, Event]] = deque()
         self.latest: dict[str, Event] = {}  # released state of stateful channels
+        self.replay: dict[str, deque[tuple[int, Event]]] = {}
+        self.first: dict[str, tuple[int, int]] = {}  # (ts, seq) of a channel's first live entry
+        self.replayed: dict[str, tuple[int, int]] = {}  # (ts, seq) of the last replayed
+        self.complete_from: dict[str, int] = {}  # history held from then on (seeded channels)
+        self._seeds: dict[str, asyncio.Future] = {}
+        self._forgotten: Counter[str] = Counter()
         self._wakeup = asyncio.Event()
         self._task = asyncio.ensure_future(self._run())
 
     def push(self, event: Event) -> None:
-        self.entries.append((event.ts + self.delay * 1000, event))
+        channel = event.channel
+        replayed = self.replayed.get(channel)
+        if replayed is not None:
+            if (event.ts, event.seq) <= replayed:
+                return  # in flight when the stream was read: already in the replay
+            del self.replayed[channel]  # later messages are newer still
+        if channel not in self.first:
+            self.first[channel] = (event.ts, event.seq)
+        self.entries.append((event.ts + self.delay_ms, event))
         self._wakeup.set()
 
     def forget(self, channel: str) -> None:
         self.latest.pop(channel, None)
         self.entries = deque(e for e in self.entries if e[1].channel != channel)
+        for held in (self.replay, self.first, self.replayed, self.complete_from):
+            held.pop(channel, None)
+        self._forgotten[channel] += 1
+
+    # --- history from the replay stream --------------------------------------------------
+    def _complete(self, channel: str, now: int) -> bool:
+        """Whether the line holds every message of `channel` from `delay` ago on."""
+        since = self.complete_from.get(channel)
+        if since is None:
+            first = self.first.get(channel)
+            since = None if first is None else first[0]
+        return since is not None and since <= now - self.delay_ms
+
+    async def seed(self, channel: str) -> None:
+        """Fill the channel's missing history from the replay stream, once per gap.
+
+        Subscribers arriving while a read is in flight wait for the same read.
+        """
+        if self.hub.replay is None or self._complete(channel, now_ms()):
+            return
+        seeding = self._seeds.get(channel)
+        if seeding is None:
+            seeding = self._seeds[channel] = asyncio.ensure_future(self._seed(channel))
+            seeding.add_done_callback(
+                lambda done: self._seeds.pop(channel) if self._seeds.get(channel) is done else None
+            )
+        await asyncio.shield(seeding)
+
+    async def _seed(self, channel: str) -> None:
+        forgotten = self._forgotten[channel]
+        stateful = channel_kind(channel) in STATEFUL_KINDS
+        start = now_ms() - self.delay_ms
+        first = self.first.get(channel)
+        try:
+            previous, entries = await self.hub.replay.read(
+                channel,
+                start_ms=start,
+                end_ms=None if first is None else first[0],
+                previous=stateful and channel not in self.latest,
+            )
+        except Exception:  # as without history: the line fills itself; a later subscriber retries
+            logger.warning("stream replay read for %s failed", channel, exc_info=True)
+            return
+        if self._forgotten[channel] != forgotten:
+            return  # the hub left the channel meanwhile
+        now = now_ms()
+        self.complete_from[channel] = start
+        first = self.first.get(channel)  # live messages may have arrived meanwhile
+        if first is not None and first[0] + self.delay_ms <= now:
+            return  # live entries are already going out: too late to put older ones first
+        if previous is not None:
+            entries.insert(0, previous)
+        released: ReplayEntry | None = None
+        queue: deque[tuple[int, Event]] = deque()
+        last = None
+        for entry in entries:
+            if first is not None and entry.order >= first:
+                break
+            last = entry
+            if entry.ts + self.delay_ms <= now:
+                released = entry  # older than the delay: only the latest state counts
+            else:
+                queue.append((entry.ts + self.delay_ms, self._event(channel, entry)))
+        if last is None:
+            return
+        self.replayed[channel] = last.order
+        if queue:
+            self.replay[channel] = queue
+            self._wakeup.set()
+        if released is not None and stateful and channel not in self.latest:
+            event = self.latest[channel] = self._event(channel, released)
+            for conn in self.hub.subscribers.get(self.delay, {}).get(channel, ()):
+                if channel in conn.snapshot_pending:
+                    conn.snapshot_pending.discard(channel)
+                    conn.push_snapshot(event)
+
+    @staticmethod
+    def _event(channel: str, entry: ReplayEntry) -> Event:
+        return Event(channel=channel, seq=entry.seq, data=entry.data, ts=entry.ts)
+
+    # --- releasing ------------------------------------------------------------------------
+    def _next_due(self) -> int | None:
+        due = self.entries[0][0] if self.entries else None
+        for queue in self.replay.values():
+            if due is None or queue[0][0] < due:
+                due = queue[0][0]
+        return due
 
     async def _run(self) -> None:
         while True:
-            if not self.entries:
+            due = self._next_due()
+            if due is None:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            wait_ms = self.entries[0][0] - now_ms()
+            wait_ms = due - now_ms()
             if wait_ms > 0:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait_ms / 1000)
                 continue
-            now = now_ms()
-            subscribers = self.hub.subscribers.get(self.delay, {})
-            while self.entries and self.entries[0][0] <= now:
-                _, event = self.entries.popleft()
-                if channel_kind(event.channel) in STATEFUL_KINDS:
-                    self.latest[event.channel] = event
-                for conn in subscribers.get(event.channel, ()):
-                    conn.deliver(event)
+            self._release(now_ms())
+
+    def _release(self, now: int) -> None:
+        subscribers = self.hub.subscribers.get(self.delay, {})
+        # Replayed entries first: each precedes its channel's live entries.
+        for channel in list(self.replay):
+            queue = self.replay[channel]
+            while queue and queue[0][0] <= now:
+                self._deliver(queue.popleft()[1], subscribers)
+            if not queue:
+                del self.replay[channel]
+        entries = self.entries
+        while entries and entries[0][0] <= now:
+            self._deliver(entries.popleft()[1], subscribers)
+
+    def _deliver(self, event: Event, subscribers: dict[str, set[Connection]]) -> None:
+        if channel_kind(event.channel) in STATEFUL_KINDS:
+            self.latest[event.channel] = event
+        for conn in subscribers.get(event.channel, ()):
+            conn.deliver(event)
 
     def stop(self) -> None:
         self._task.cancel()
+        for seeding in self._seeds.values():
+            seeding.cancel()
 
 
 class Hub:
     def __init__(self, layer=None, slots=None) -> None:
         self.layer = layer if layer is not None else get_channel_layer()
         self.slots = slots if slots is not None else slots_for_settings()
+        self.replay = replay_for_settings()
         self.connections: set[Connection] = set()
         # delay seconds -> channel -> connections (0 = real time)
         self.subscribers: dict[int, dict[str, set[Connection]]] = {}
@@ -225,9 +357,11 @@ class Hub:
         return None if line is None else line.latest.get(channel)
 
     async def subscribe(self, conn: Connection, channels: list[str]) -> None:
+        new = []
         for channel in channels:
             if channel in conn.channels:
                 continue
+            new.append(channel)
             conn.channels.add(channel)
             conn.added[channel] = None
             self.subscribers.setdefault(conn.delay, {}).setdefault(channel, set()).add(conn)
@@ -238,6 +372,9 @@ class Hub:
                 else:  # the first message to arrive is sent as the snapshot
                     conn.snapshot_pending.add(channel)
         await gather_bounded([self._sync_group(channel) for channel in channels])
+        line = self.lines.get(conn.delay) if conn.delay else None
+        if line is not None:  # after joining: what is not in the stream then arrives live
+            await gather_bounded([line.seed(c) for c in new if c in conn.channels])
 
     async def unsubscribe(self, conn: Connection, channels: list[str]) -> None:
         for channel in channels:
@@ -412,6 +549,8 @@ class Hub:
         for line in self.lines.values():
             line.stop()
         await self.slots.aclose()
+        if self.replay is not None:
+            await self.replay.aclose()
 
 
 _hubs: WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = WeakKeyDictionary()

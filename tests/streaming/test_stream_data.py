@@ -104,10 +104,13 @@ async def test_delayed_plan_gets_the_same_seq_late_and_no_real_time_snapshot(
     assert await delayed.receive_nothing(timeout=0.7)
     first = await receive(delayed, seconds=3)
     received_at = time.time() * 1000
-    # Its first frame is the delay line's state: the message after its subscription.
-    assert first["type"] == "snapshot" and first["seq"] == live_update["seq"]
-    assert first["seq"] == live_snap["seq"] + 1
+    # Its first frame is the state as it was a delay ago (replayed from the channel's
+    # recent history), never the real-time one; then the same updates, as late.
+    assert first["type"] == "snapshot" and first["seq"] == live_snap["seq"]
     assert received_at - first["data"]["ts"] >= 1000
+    second = await receive(delayed, seconds=3)
+    assert second["type"] == "update" and second["seq"] == live_update["seq"]
+    assert time.time() * 1000 - second["data"]["ts"] >= 1000
     await live.disconnect()
     await delayed.disconnect()
 
