@@ -44,6 +44,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import throwaway_db  # noqa: E402  (needs ROOT on the path)
+
+DB_PREFIX = "qs_bench_fanout_"
 CHANNEL = "trades.sim.BTC-USD"
 PUBSUB = "bench:fanout:ticks"
 # Several client processes share the connections; more than the cores only adds switching.
@@ -349,7 +353,8 @@ def run_side(name, url, headers, origin, subscribe, args, server_pid, load):
     }
 
 
-def bench_account(clients: int):
+def bench_account(clients: int) -> str:
+    """An organization allowed `clients` connections, in the throwaway database; its key."""
     from accounts.models import User
     from accounts.services.api_keys import api_key_create
     from accounts.services.organizations import organization_create
@@ -385,8 +390,7 @@ def bench_account(clients: int):
         },
     )
     PlanOverride.objects.create(organization=org, plan=plan, reason="bench")
-    key = api_key_create(organization=org, created_by=user, name="bench").raw_key
-    return user, org, plan, key
+    return api_key_create(organization=org, created_by=user, name="bench").raw_key
 
 
 def start_server(command: list[str], env: dict) -> tuple[subprocess.Popen, int]:
@@ -467,15 +471,22 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL")
     if not (os.environ.get("DATABASE_URL") and redis_url):
         raise SystemExit("Set DATABASE_URL and REDIS_URL (the real topology).")
+    # A SIGTERM (a CI timeout) still stops the servers and drops the database below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    bench_url = throwaway_db.database_create(os.environ["DATABASE_URL"], prefix=DB_PREFIX)
+    os.environ["DATABASE_URL"] = bench_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantsaas.settings")
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     import django
 
-    django.setup()
-    user, org, plan, key = bench_account(args.clients)
     results = []
     try:
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+        key = bench_account(args.clients)
         if args.only != "plain":
             daphne, port = start_server(
                 ["-m", "daphne", "-b", "127.0.0.1", "-v", "0", "quantsaas.asgi:application", "-p"],
@@ -517,10 +528,10 @@ def main() -> None:
                 finally:
                     stop(baseline)
     finally:
-        org.delete()
-        user.delete()
-        plan.overrides.all().delete()
-        plan.delete()
+        from django.db import connections
+
+        connections.close_all()
+        throwaway_db.database_drop(bench_url, prefix=DB_PREFIX)
     report(args, results)
 
 
