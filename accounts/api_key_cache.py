@@ -38,6 +38,7 @@ def api_key_cached(digest: str) -> ApiKey | None:
     """The key (with its organization) stored under `digest`, or None on a miss."""
     pickled = _local.get(digest)
     if pickled is None:
+        mark = _local.mark()
         try:
             pickled = cache.get(_cache_key(digest))
         except Exception:  # an optimisation: a cache outage falls back to the database
@@ -45,16 +46,17 @@ def api_key_cached(digest: str) -> ApiKey | None:
             return None
         if pickled is None or pickled == TOMBSTONE:
             return None
-        _local.set(digest, pickled)
+        _local.set(digest, pickled, since=mark)
     return pickle.loads(pickled)  # noqa: S301 - bytes we pickled ourselves
 
 
 def api_key_cache_store(api_key: ApiKey) -> None:
     """Cache a key just read from the database, unless it changed meanwhile."""
     pickled = pickle.dumps(api_key, pickle.HIGHEST_PROTOCOL)
+    mark = _local.mark()
     try:
         if cache.add(_cache_key(api_key.key_hash), pickled, CACHE_SECONDS):
-            _local.set(api_key.key_hash, pickled)
+            _local.set(api_key.key_hash, pickled, since=mark)
     except Exception:
         logger.warning("API key cache unavailable", exc_info=True)
 

@@ -137,8 +137,11 @@ def entitlements_for(*, organization: Organization) -> Entitlements:
     local = _local.get(organization.pk)
     if local is not None:
         return local
+    mark = _local.mark()
     entitlements = _entitlements_shared(organization)
-    _local.set(organization.pk, entitlements, settings.BILLING_ENTITLEMENTS_LOCAL_SECONDS)
+    _local.set(
+        organization.pk, entitlements, settings.BILLING_ENTITLEMENTS_LOCAL_SECONDS, since=mark
+    )
     return entitlements
 
 

@@ -71,6 +71,7 @@ def candles_version(instrument_id: int) -> str | None:
     version = _versions.get(instrument_id)
     if version is not None:
         return version
+    mark = _versions.mark()
     key = _version_key(instrument_id)
     try:
         version = cache.get(key)
@@ -83,7 +84,7 @@ def candles_version(instrument_id: int) -> str | None:
         # must not be served under the old version once the cache is back.
         _pages.clear()
         return None
-    _versions.set(instrument_id, version)
+    _versions.set(instrument_id, version, since=mark)
     return version
 
 

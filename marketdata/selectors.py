@@ -39,13 +39,14 @@ def instrument_get(*, exchange_id: str, symbol: str) -> Instrument | None:
     key = (exchange_id, symbol.upper())
     instrument = _instruments.get(key)
     if instrument is None:
+        mark = _instruments.mark()
         instrument = (
             Instrument.objects.select_related("exchange")
             .filter(exchange_id=exchange_id, symbol=key[1])
             .first()
         )
         if instrument is not None:
-            _instruments.set(key, instrument)
+            _instruments.set(key, instrument, since=mark)
     return instrument
 
 

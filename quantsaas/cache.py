@@ -63,6 +63,10 @@ class LocalCache:
     catch up within the time to live, which each caller chooses and documents.
     Oldest entries are evicted first once `max_entries` or `max_bytes` is reached
     (`size` tells an entry's weight in bytes).
+
+    A value read from its source while another thread invalidated it (`pop`,
+    `clear`) must not be stored afterwards: callers take `mark()` before reading
+    the source and pass it to `set(since=...)`, which then stores nothing.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class LocalCache:
         self._size = size or (lambda value: 0)
         self._entries: dict = {}  # key -> (deadline, weight, value); insertion ordered
         self._bytes = 0
+        self._invalidations = 0
         self._lock = threading.Lock()
         _local_caches.add(self)
 
@@ -93,17 +98,24 @@ class LocalCache:
         if entry is None:
             return default
         if entry[0] < time.monotonic():
-            self.pop(key)
+            with self._lock:
+                self._discard(key)
             return default
         return entry[2]
 
-    def set(self, key, value, seconds: float | None = None) -> None:
+    def mark(self) -> int:
+        """Take before reading a value's source; pass to `set(since=...)`."""
+        return self._invalidations
+
+    def set(self, key, value, seconds: float | None = None, *, since: int | None = None) -> None:
         weight = self._size(value)
-        if self.max_bytes is not None and weight > self.max_bytes:
-            self.pop(key)  # too large to keep, and the old value is no longer the answer
-            return
         deadline = time.monotonic() + (self.seconds if seconds is None else seconds)
         with self._lock:
+            if since is not None and since != self._invalidations:
+                return  # invalidated while the caller was reading the source
+            if self.max_bytes is not None and weight > self.max_bytes:
+                self._discard(key)  # too large to keep, and the old value is no longer the answer
+                return
             old = self._entries.pop(key, None)
             if old is not None:
                 self._bytes -= old[1]
@@ -116,15 +128,21 @@ class LocalCache:
                 self._bytes -= self._entries.pop(oldest)[1]
 
     def pop(self, key) -> None:
+        """Invalidate `key`: its value changed at the source."""
         with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self._bytes -= entry[1]
+            self._invalidations += 1
+            self._discard(key)
 
     def clear(self) -> None:
         with self._lock:
+            self._invalidations += 1
             self._entries.clear()
             self._bytes = 0
+
+    def _discard(self, key) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[1]
 
     def __len__(self) -> int:
         return len(self._entries)

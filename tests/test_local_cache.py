@@ -172,3 +172,27 @@ def test_clear_all_reaches_the_caches_the_application_keeps():
     assert entitlements._local.get("probe") is None
     assert selectors._instruments.get("probe") is None
     assert candle_cache._pages.get("probe") is None
+
+
+def test_a_value_read_while_another_thread_invalidated_it_is_not_stored():
+    local = LocalCache(seconds=60)
+    mark = local.mark()  # a request starts reading the source...
+    local.pop("key")  # ...another thread changes it and invalidates...
+    local.set("key", "read before the change", since=mark)  # ...the old read comes back
+
+    assert local.get("key") is None
+    fresh = local.mark()
+    local.set("key", "read after the change", since=fresh)
+    assert local.get("key") == "read after the change"
+
+
+def test_expiry_is_not_an_invalidation(clock):
+    local = LocalCache(seconds=1)
+    local.set("old", 1)
+    mark = local.mark()
+    clock.advance(2)
+    assert local.get("old") is None  # expired
+
+    local.set("new", 2, since=mark)
+
+    assert local.get("new") == 2
