@@ -489,7 +489,7 @@ def main() -> None:
         key = bench_account(args.clients)
         if args.only != "plain":
             daphne, port = start_server(
-                ["-m", "daphne", "-b", "127.0.0.1", "-v", "0", "quantsaas.asgi:application", "-p"],
+                ["-m", "quantsaas.web", "-b", "127.0.0.1", "-v", "0", "quantsaas.asgi:application", "-p"],
                 {**os.environ, "LOG_LEVEL": "WARNING"},
             )
             try:

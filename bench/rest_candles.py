@@ -89,11 +89,9 @@ def serve(port: int) -> None:
     warnings.filterwarnings("ignore", message="No directory at")  # static files: not served here
     django.setup()
     settings.ROOT_URLCONF = "bench.rest_candles"
-    from daphne.cli import CommandLineInterface
+    from quantsaas.web import main
 
-    CommandLineInterface().run(
-        ["-b", "127.0.0.1", "-p", str(port), "-v", "0", "quantsaas.asgi:application"]
-    )
+    main(["-b", "127.0.0.1", "-p", str(port), "-v", "0", "quantsaas.asgi:application"])
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def processes(*, feeds: bool = True, **env: str):
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed in finally
     try:
         daphne = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
+            [sys.executable, "-m", "quantsaas.web", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
             cwd=ROOT,
             env=child_env(**env),
             stdout=log,
