@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -152,6 +153,18 @@ async def connected(**kwargs):
     comm = communicator(**kwargs)
     ok, _ = await comm.connect()
     assert ok
+    return comm
+
+
+def book(i: int) -> dict:
+    return {"bids": [[100.0 + i, 1.0]], "asks": [[101.0 + i, 2.0]], "ts": int(time.time() * 1000)}
+
+
+async def subscribed(key: str, channels: list[str]):
+    comm = await connected(key=key)
+    assert (await receive(comm))["type"] == "welcome"
+    await comm.send_json_to({"op": "subscribe", "channels": channels})
+    assert await receive(comm) == {"type": "subscribed", "channels": channels}
     return comm
 
 

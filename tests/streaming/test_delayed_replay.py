@@ -12,7 +12,7 @@ from django.conf import settings
 from accounts.services.api_keys import api_key_create
 from marketdata.feeds.publish import Publisher
 from marketdata.streaming.replay import GUARD_EVERY, RedisReplay, replay_key
-from tests.streaming.conftest import connected, plan_grant, receive
+from tests.streaming.conftest import book, plan_grant, receive, subscribed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,18 +23,6 @@ DELAY = 2
 
 def trade(i: int) -> dict:
     return {"id": str(i), "ts": int(time.time() * 1000), "price": 100.0 + i, "size": 1.0}
-
-
-def book(i: int) -> dict:
-    return {"bids": [[100.0 + i, 1.0]], "asks": [[101.0 + i, 2.0]], "ts": int(time.time() * 1000)}
-
-
-async def subscribed(key: str, channels: list[str]):
-    comm = await connected(key=key)
-    assert (await receive(comm))["type"] == "welcome"
-    await comm.send_json_to({"op": "subscribe", "channels": channels})
-    assert await receive(comm) == {"type": "subscribed", "channels": channels}
-    return comm
 
 
 async def keys(sim_market, alice, acme, globex, mallory) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from marketdata.feeds.publish import Publisher
 from marketdata.streaming import hub as hub_module
 from marketdata.streaming.hub import hub_peek
 from marketdata.streaming.quotas import slots_key
-from tests.streaming.conftest import connected, plan_grant, receive
+from tests.streaming.conftest import book, plan_grant, receive, subscribed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,18 +33,6 @@ def trade(i: int) -> dict:
         "size": 1.0,
         "side": "buy",
     }
-
-
-def book(i: int) -> dict:
-    return {"bids": [[100.0 + i, 1.0]], "asks": [[101.0 + i, 2.0]], "ts": int(time.time() * 1000)}
-
-
-async def subscribed(key: str, channels: list[str]):
-    comm = await connected(key=key)
-    assert (await receive(comm))["type"] == "welcome"
-    await comm.send_json_to({"op": "subscribe", "channels": channels})
-    assert await receive(comm) == {"type": "subscribed", "channels": channels}
-    return comm
 
 
 async def test_updates_carry_every_record_with_consecutive_seq(acme_key):
