@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench import throwaway_db  # noqa: E402  (needs ROOT on the path)
 
 DB_PREFIX = "qs_bench_fanout_"
+ASGI_APP = "quantsaas.asgi:application"
 CHANNEL = "trades.sim.BTC-USD"
 PUBSUB = "bench:fanout:ticks"
 # Several client processes share the connections; more than the cores only adds switching.
@@ -359,21 +360,8 @@ def bench_account(clients: int) -> str:
     from accounts.services.api_keys import api_key_create
     from accounts.services.organizations import organization_create
     from billing.models import Plan, PlanOverride
-    from marketdata.models import Exchange, Instrument
 
-    exchange, _ = Exchange.objects.get_or_create(id="sim", defaults={"name": "Simulated"})
-    Instrument.objects.get_or_create(
-        exchange=exchange,
-        ccxt_symbol="BTC/USD",
-        defaults={
-            "symbol": "BTC-USD",
-            "base": "BTC",
-            "quote": "USD",
-            "price_precision": "0.01",
-            "size_precision": "0.0001",
-            "active": True,
-        },
-    )
+    throwaway_db.sim_btc_usd()
     user = User.objects.create_user(email=f"bench-{os.getpid()}@bench.invalid", password=None)
     org = organization_create(name="Bench fan-out", owner=user)
     plan, _ = Plan.objects.update_or_create(
@@ -489,7 +477,7 @@ def main() -> None:
         key = bench_account(args.clients)
         if args.only != "plain":
             daphne, port = start_server(
-                ["-m", "quantsaas.web", "-b", "127.0.0.1", "-v", "0", "quantsaas.asgi:application", "-p"],
+                ["-m", "quantsaas.web", "-b", "127.0.0.1", "-v", "0", ASGI_APP, "-p"],
                 {**os.environ, "LOG_LEVEL": "WARNING"},
             )
             try:

@@ -141,21 +141,9 @@ def seed() -> str:
     from accounts.services.api_keys import api_key_create
     from accounts.services.organizations import organization_create
     from billing.models import Plan, PlanOverride
-    from marketdata.models import Candle1m, Exchange, Instrument
+    from marketdata.models import Candle1m
 
-    exchange, _ = Exchange.objects.get_or_create(id="sim", defaults={"name": "Simulated"})
-    instrument, _ = Instrument.objects.get_or_create(
-        exchange=exchange,
-        ccxt_symbol="BTC/USD",
-        defaults={
-            "symbol": "BTC-USD",
-            "base": "BTC",
-            "quote": "USD",
-            "price_precision": "0.01",
-            "size_precision": "0.0001",
-            "active": True,
-        },
-    )
+    instrument = throwaway_db.sim_btc_usd()
     # From 1,500 minutes ago to 2 h ahead: "the latest 1,000 minutes" stays full while
     # the bench runs. The current and future minutes are not final, as live ones are.
     minute = 60_000

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL database per bench run, next to the one DATABASE_URL names.
+"""A throwaway PostgreSQL database per bench run, next to the one DATABASE_URL names,
+and the market the benches load.
 
 Benches never write into a database they did not create, and drop only what they made.
 """
@@ -30,3 +31,23 @@ def database_drop(url: str, *, prefix: str) -> None:
     assert name.startswith(prefix), name  # never drop anything the bench did not create
     with psycopg.connect(_admin_url(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sim_btc_usd():
+    """The sim exchange's BTC-USD instrument, as the seed migration creates it."""
+    from marketdata.models import Exchange, Instrument
+
+    exchange, _ = Exchange.objects.get_or_create(id="sim", defaults={"name": "Simulated"})
+    instrument, _ = Instrument.objects.get_or_create(
+        exchange=exchange,
+        ccxt_symbol="BTC/USD",
+        defaults={
+            "symbol": "BTC-USD",
+            "base": "BTC",
+            "quote": "USD",
+            "price_precision": "0.01",
+            "size_precision": "0.0001",
+            "active": True,
+        },
+    )
+    return instrument
