@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
 from marketdata.candles import candles_from_trades
@@ -21,7 +20,9 @@ from marketdata.feeds.base import FeedClient
 from marketdata.feeds.config import exchange_config
 from marketdata.feeds.repair import PAGE_LIMIT, SeenTrades
 from marketdata.models import Instrument
+from marketdata.records import TradeRecord
 from marketdata.services import candles_upsert, trades_ingest
+from quantsaas.db import database_sync_to_async
 from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ async def backfill_run(
 
 
 async def _resume(key: str, since_ms: int, result: BackfillResult) -> int:
-    cursor = await sync_to_async(cache.get)(key)
+    cursor: int | None = await database_sync_to_async(cache.get)(key)
     if cursor is not None and cursor > since_ms:
         result.resumed_from = cursor
         logger.info("backfill resumes at %s", cursor)
@@ -87,7 +88,14 @@ async def _resume(key: str, since_ms: int, result: BackfillResult) -> int:
     return since_ms
 
 
-async def _candles(instrument, since_ms, until_ms, client, progress, result) -> None:
+async def _candles(
+    instrument: Instrument,
+    since_ms: int,
+    until_ms: int,
+    client: FeedClient,
+    progress: Progress | None,
+    result: BackfillResult,
+) -> None:
     key = _cursor_key("candles", instrument, since_ms, until_ms)
     cursor = await _resume(key, since_ms, result)
     while cursor < until_ms:
@@ -98,27 +106,36 @@ async def _candles(instrument, since_ms, until_ms, client, progress, result) -> 
         ]
         if not candles:
             break
-        result.candles += await sync_to_async(candles_upsert)(candles=candles)
+        result.candles += await database_sync_to_async(candles_upsert)(candles=candles)
         cursor = candles[-1].ts + MINUTE_MS
-        await sync_to_async(cache.set)(key, cursor, CURSOR_TTL_SECONDS)
+        await database_sync_to_async(cache.set)(key, cursor, CURSOR_TTL_SECONDS)
         if progress:
             progress(cursor)
 
 
-@sync_to_async
-def _store_trades(trades) -> int:
+@database_sync_to_async
+def _store_trades(trades: list[TradeRecord]) -> int:
     new = trades_ingest(records=trades)
     # Candles of the covered minutes, from exactly these (complete) pages of the tape.
     candles_upsert(candles=candles_from_trades(trades, final_before=now_ms()))
     return new
 
 
-async def _trades(instrument, since_ms, until_ms, client, progress, result) -> None:
+async def _trades(
+    instrument: Instrument,
+    since_ms: int,
+    until_ms: int,
+    client: FeedClient,
+    progress: Progress | None,
+    result: BackfillResult,
+) -> None:
     config = exchange_config(instrument.exchange_id)
     key = _cursor_key("trades", instrument, since_ms, until_ms)
     cursor = await _resume(key, since_ms, result)
     seen = SeenTrades()
-    pending: list = []  # trades of a minute not complete yet (the page ended inside it)
+    pending: list[
+        TradeRecord
+    ] = []  # trades of a minute not complete yet (the page ended inside it)
     while cursor < until_ms:
         page = await client.fetch_trades(instrument.ccxt_symbol, since=cursor, limit=PAGE_LIMIT)
         fresh = [t for t in seen.fresh(page) if t.ts < until_ms]
@@ -139,9 +156,9 @@ async def _trades(instrument, since_ms, until_ms, client, progress, result) -> N
         if ready:
             result.trades += await _store_trades(ready)
         cursor = next_cursor
-        await sync_to_async(cache.set)(key, min(cursor, boundary), CURSOR_TTL_SECONDS)
+        await database_sync_to_async(cache.set)(key, min(cursor, boundary), CURSOR_TTL_SECONDS)
         if progress:
             progress(min(cursor, until_ms))
     if pending:
         result.trades += await _store_trades(pending)
-    await sync_to_async(cache.set)(key, until_ms, CURSOR_TTL_SECONDS)
+    await database_sync_to_async(cache.set)(key, until_ms, CURSOR_TTL_SECONDS)

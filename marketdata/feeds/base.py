@@ -23,6 +23,11 @@ class StreamDisconnected(FeedError):
     """The connection dropped or failed; reconnect with backoff, then repair gaps."""
 
 
+class VenueUnreachable(StreamDisconnected):
+    """The venue cannot be reached at all (no route, DNS, refused): health says
+    `unreachable` instead of `down`, and the stream keeps retrying with backoff."""
+
+
 class BookOutOfSync(FeedError):
     """A sequence gap in book diffs: the local book is wrong until a fresh snapshot."""
 
@@ -33,7 +38,7 @@ class FeedClient(ABC):
     async def __aenter__(self) -> FeedClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     @abstractmethod

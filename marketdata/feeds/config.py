@@ -5,7 +5,7 @@ configured out of the box. Per-exchange quirks live here, not in the stream
 code: e.g. binance trades are watched on the aggregate-trade stream because
 its REST history (``aggTrades``, used for gap repair) numbers aggregates, so
 the live and the repaired trades share one id space and duplicates can be
-dropped by id.
+dropped by id. docs/marketdata.md lists every venue's quirks.
 """
 
 from __future__ import annotations
@@ -13,22 +13,36 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ExchangeConfig:
     id: str
-    ccxt_options: dict = field(default_factory=dict)
-    watch_trades_params: dict = field(default_factory=dict)
-    watch_ticker_params: dict = field(default_factory=dict)
+    # ccxt's options and call parameters: open, as ccxt takes them (per exchange).
+    ccxt_options: dict[str, Any] = field(default_factory=dict)
+    watch_trades_params: dict[str, Any] = field(default_factory=dict)
+    watch_ticker_params: dict[str, Any] = field(default_factory=dict)
     # Gap repair pages by trade id (exact) when the exchange supports it, else by time.
     repair_from_id_param: str | None = None
     # Some REST trade endpoints answer at most this window after `since`.
     fetch_trades_window_ms: int | None = None
-    book_depth: int = 20
+    book_depth: int = 50  # what the stream and REST serve at most (streaming/books.py)
+    # Depth asked for on subscribe, for venues that only offer fixed depths (Kraken).
+    book_subscribe_depth: int | None = None
+    # How a broken book is rebuilt: "resubscribe" (ccxt does it on the same connection) or
+    # "reconnect" (a fresh connection, whose subscription starts with a snapshot).
+    book_resync: str = "resubscribe"
+    # REST trade history: "since" (oldest first from a time), "window" (the newest `limit`
+    # of a [start, end] window, walked back until complete: Coinbase), "since_ns"
+    # (nanosecond `since`, oldest first: Kraken).
+    fetch_trades_style: str = "since"
+    # The venue prints the maker's side; the aggressor is the other one (Coinbase).
+    trade_side_is_maker: bool = False
     # A stream with no message for this long is restarted by the watchdog.
     quiet_seconds: float = 60.0
-    urls: dict = field(default_factory=dict)
+    # Overrides of ccxt's urls["api"]: a url, or a dict of them, per key (FEED_URL_OVERRIDES).
+    urls: dict[str, Any] = field(default_factory=dict)
 
 
 _NO_SIDE_CALLS = {"fetchCurrencies": False, "fetchMargins": False}
@@ -47,8 +61,21 @@ EXCHANGES: dict[str, ExchangeConfig] = {
         repair_from_id_param="fromId",
         fetch_trades_window_ms=3_600_000,
     ),
-    "coinbase": ExchangeConfig(id="coinbase", ccxt_options=_NO_SIDE_CALLS),
-    "kraken": ExchangeConfig(id="kraken", ccxt_options=_NO_SIDE_CALLS),
+    "coinbase": ExchangeConfig(
+        id="coinbase",
+        ccxt_options=_NO_SIDE_CALLS,
+        book_resync="reconnect",  # a sequence_num gap is only healed by a new subscription
+        fetch_trades_style="window",
+        fetch_trades_window_ms=900_000,
+        trade_side_is_maker=True,
+    ),
+    "kraken": ExchangeConfig(
+        id="kraken",
+        ccxt_options=_NO_SIDE_CALLS,
+        book_subscribe_depth=100,  # Kraken offers 10, 25, 100, 500, 1000; we keep 50
+        book_resync="reconnect",  # a new connection's subscription surely starts afresh
+        fetch_trades_style="since_ns",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Channels group names for live market data: ``<kind>.<exchange>.<SYMBOL>`` (API.md).
+"""Channels group names for live market data: ``<kind>.<exchange>.<SYMBOL>`` (docs/api.md).
 
 Channels accepts group names of fewer than 100 ASCII alphanumerics, hyphens,
 underscores and periods. Public symbols are ``BASE-QUOTE``; anything else a

@@ -1,28 +1,68 @@
 """Feed health per stream, kept in the cache (Redis in production) by the runner.
 
-Each stream (exchange, kind, symbol) is one cache entry written about once a
-second by the runner that owns it, with a TTL: when a runner dies its entries
-expire and the exchange reads as disconnected, with no cleanup step to forget.
-Readers enumerate the configured instruments rather than an index of keys, so
-several shards writing at once can never lose each other's entries.
+Each stream (exchange, kind, symbol) is one cache entry written every half second
+by the runner that owns it, with a TTL of HEALTH_TTL_SECONDS: when a runner dies
+its entries expire within seconds, with no cleanup step to forget. A second entry
+per stream, the last report, lives for a day, so a stream whose live entry expired
+reads as `down` (a runner reported, then stopped) rather than `unknown` (no runner
+ever reported). Readers enumerate the configured instruments rather than an index
+of keys, so several shards writing at once can never lose each other's entries.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import NotRequired, TypedDict, cast
 
 from django.core.cache import cache
 
 from marketdata.models import Instrument
 
-HEALTH_TTL_SECONDS = 30
+HEALTH_INTERVAL_SECONDS = 0.5  # how often the runner writes
+HEALTH_TTL_SECONDS = 2  # a dead runner's streams read as down this soon
+LAST_REPORT_TTL_SECONDS = 86_400
 STALE_AFTER_MS = 60_000
 KINDS = ("trades", "book", "ticker")
 
 
 def _key(exchange: str, kind: str, symbol: str) -> str:
     return f"md:feedhealth:{exchange}:{kind}:{symbol}"
+
+
+def _last_key(key: str) -> str:
+    return f"{key}:last"
+
+
+class StreamEntry(TypedDict):
+    """One stream's stored health (:meth:`StreamHealth.snapshot`), as readers see it."""
+
+    exchange: str
+    kind: str
+    symbol: str
+    connected: bool
+    last_message_ms: int | None
+    messages: int
+    gaps_repaired: int
+    trades_recovered: int
+    book_resyncs: int
+    reconnects: int
+    messages_per_second: float
+    unreachable: bool
+    # Added by readers: the runner stopped reporting, and how old the last message is.
+    expired: NotRequired[bool]
+    last_message_age_ms: NotRequired[int | None]
+
+
+class FeedSummary(TypedDict):
+    """One exchange's health (:func:`feed_health`); the totals are None with no stream."""
+
+    state: str
+    connected: bool | None
+    last_message_age_ms: int | None
+    messages_per_second: float | None
+    gaps_repaired: int | None
+    streams: list[StreamEntry]
 
 
 @dataclass
@@ -40,6 +80,9 @@ class StreamHealth:
     book_resyncs: int = 0
     reconnects: int = 0
     messages_per_second: float = 0.0
+    # The venue never answered (no route, DNS, refused): a deployment without access to
+    # it, not an outage. Cleared by the first message.
+    unreachable: bool = False
     _window_start: float = field(default_factory=time.monotonic, repr=False)
     _window_messages: int = field(default=0, repr=False)
 
@@ -49,11 +92,12 @@ class StreamHealth:
 
     def message(self, count: int = 1) -> None:
         self.connected = True
+        self.unreachable = False
         self.last_message_ms = time.time_ns() // 1_000_000
         self.messages += count
         self._window_messages += count
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> StreamEntry:
         now = time.monotonic()
         elapsed = now - self._window_start
         if elapsed >= 1.0:
@@ -62,19 +106,23 @@ class StreamHealth:
         data = asdict(self)
         for private in ("_window_start", "_window_messages"):
             data.pop(private)
-        return data
+        return cast(StreamEntry, data)  # the public fields, as declared above
 
 
 def health_store(streams: list[StreamHealth]) -> None:
-    """Write the runner's stream health in one round trip."""
-    cache.set_many({s.key: s.snapshot() for s in streams}, HEALTH_TTL_SECONDS)
+    """Write the runner's stream health: the live entries and the last reports."""
+    snapshots = {s.key: s.snapshot() for s in streams}
+    cache.set_many(snapshots, HEALTH_TTL_SECONDS)
+    cache.set_many({_last_key(k): v for k, v in snapshots.items()}, LAST_REPORT_TTL_SECONDS)
 
 
-def _summary(streams: list[dict], now: int) -> dict:
-    ages = [now - s["last_message_ms"] for s in streams if s.get("last_message_ms")]
+def _summary(streams: list[StreamEntry], now: int) -> FeedSummary:
+    ages = [now - last for s in streams if (last := s.get("last_message_ms"))]
     connected = [s for s in streams if s.get("connected")]
     if not streams:
         state = "unknown"
+    elif all(s.get("unreachable") for s in streams):
+        state = "unreachable"
     elif connected and ages and min(ages) < STALE_AFTER_MS:
         state = "ok" if len(connected) == len(streams) else "degraded"
     else:
@@ -91,11 +139,12 @@ def _summary(streams: list[dict], now: int) -> dict:
     }
 
 
-def feed_health(exchange: str | None = None) -> dict[str, dict]:
-    """Health per exchange id: state (ok, degraded, down, unknown), connected, last
+def feed_health(exchange: str | None = None) -> dict[str, FeedSummary]:
+    """Health per exchange id: state (ok, degraded, down, unreachable, unknown), connected, last
     message age, messages/s, gaps repaired, and the per-stream entries.
 
-    "unknown" means no runner reported within the TTL (none started, or it died).
+    "unknown" means no runner ever reported (within a day); a stream whose runner
+    stopped reporting for HEALTH_TTL_SECONDS counts as disconnected (`expired: true`).
     """
     instruments = Instrument.objects.filter(active=True).values_list("exchange_id", "ccxt_symbol")
     if exchange is not None:
@@ -105,26 +154,34 @@ def feed_health(exchange: str | None = None) -> dict[str, dict]:
         keys.setdefault(exchange_id, []).extend(_key(exchange_id, k, symbol) for k in KINDS)
     if exchange is not None:
         keys.setdefault(exchange, [])
-    stored = cache.get_many([key for group in keys.values() for key in group])
+    wanted = [key for group in keys.values() for key in group]
+    stored = cache.get_many(wanted + [_last_key(key) for key in wanted])
     now = time.time_ns() // 1_000_000
     report = {}
     for exchange_id, group in sorted(keys.items()):
-        streams = [stored[key] for key in group if key in stored]
+        streams: list[StreamEntry] = []
+        for key in group:
+            if key in stored:
+                streams.append(stored[key])
+            elif _last_key(key) in stored:  # the runner stopped reporting: it is gone
+                last: StreamEntry = stored[_last_key(key)]
+                streams.append({**last, "connected": False, "expired": True})
         for stream in streams:
-            last = stream.get("last_message_ms")
-            stream["last_message_age_ms"] = now - last if last else None
+            last_ms = stream.get("last_message_ms")
+            stream["last_message_age_ms"] = now - last_ms if last_ms else None
         report[exchange_id] = _summary(streams, now)
     return report
 
 
-def feeds_readiness() -> dict:
+def feeds_readiness() -> dict[str, object]:
     """The /readyz entry. Not ready only when runners reported and every stream is down:
     a single slow exchange must not pull the web tier out of the load balancer, but a
     feed that is dead everywhere means the product serves stale data and should say so.
     """
     report = feed_health()
     states = {exchange: item["state"] for exchange, item in report.items()}
-    reporting = [s for s in states.values() if s != "unknown"]
+    # An unreachable venue (this deployment has no route to it) says so without failing.
+    reporting = [s for s in states.values() if s not in ("unknown", "unreachable")]
     ok = not reporting or any(s in ("ok", "degraded") for s in reporting)
     return {"ok": ok, "exchanges": states}
 

@@ -29,8 +29,8 @@ class SeenTrades:
 
     capacity: int = 100_000
     last: TradeRecord | None = None
-    _order: deque = field(default_factory=deque)
-    _ids: set = field(default_factory=set)
+    _order: deque[str] = field(default_factory=deque)
+    _ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.last is not None:
@@ -75,8 +75,9 @@ async def trades_repair(
     now = time.time_ns() // 1_000_000
     start = seen.last
     cursor_ts = max(start.ts, now - MAX_LOOKBACK_MS)
-    cursor_id = start.trade_id if start.trade_id.isdigit() else None
-    by_id = bool(config.repair_from_id_param) and cursor_id is not None
+    # Paging by id when the exchange supports it and the trade has a numeric id.
+    by_id = bool(config.repair_from_id_param) and start.trade_id.isdigit()
+    cursor_id = start.trade_id
     recovered = 0
     for _ in range(MAX_PAGES):
         if by_id:

@@ -16,18 +16,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from asgiref.sync import sync_to_async
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from marketdata.candles import candles_from_trades
 from marketdata.feeds.backoff import Backoff
-from marketdata.feeds.base import BookOutOfSync, FeedClient, FeedError
+from marketdata.feeds.base import BookOutOfSync, FeedClient, FeedError, VenueUnreachable
 from marketdata.feeds.config import ExchangeConfig
 from marketdata.feeds.health import StreamHealth
 from marketdata.feeds.live_candles import live_candle_put
+from marketdata.feeds.plugins import LiveListener
 from marketdata.feeds.publish import (
-    Publisher,
+    FeedPublisher,
     book_payload,
     candle_payload,
     ticker_payload,
@@ -38,20 +37,24 @@ from marketdata.feeds.writer import TradeWriter
 from marketdata.live import live_book_put, live_ticker_put
 from marketdata.records import BookUpdate, CandleRecord, TickerRecord, TradeRecord
 from marketdata.services import book_snapshot_write, tickers_upsert
+from quantsaas.db import database_sync_to_async
 
 if TYPE_CHECKING:
-    from analytics.live import LiveAnalytics
+    from marketdata.feeds.consolidator import Consolidator
 
 logger = logging.getLogger(__name__)
 
 REPAIR_GRACE_SECONDS = 1.0
+
+T = TypeVar("T")
+UpdateT = TypeVar("UpdateT")  # what one watch call of a stream returns
 
 
 class StreamQuiet(FeedError):
     """No message within the watchdog's limit."""
 
 
-class Pump:
+class Pump(Generic[T]):
     """Calls `watch` back to back in one task and queues what it returns.
 
     Each watch is awaited directly, with no loop iteration between two calls: ccxt
@@ -59,8 +62,8 @@ class Pump:
     pending would otherwise wait for the next message before being delivered.
     """
 
-    def __init__(self, watch: Callable[[], Awaitable]) -> None:
-        self._queue: asyncio.Queue = asyncio.Queue()
+    def __init__(self, watch: Callable[[], Awaitable[T]]) -> None:
+        self._queue: asyncio.Queue[T] = asyncio.Queue()
         self._watch = watch
         self._reader = asyncio.ensure_future(self._read())
 
@@ -68,7 +71,7 @@ class Pump:
         while True:
             self._queue.put_nowait(await self._watch())
 
-    async def next(self, wait_seconds: float):
+    async def next(self, wait_seconds: float) -> T | None:
         """The next result, or None after `wait_seconds`; re-raises what broke the reader."""
         get = asyncio.ensure_future(self._queue.get())
         done, _ = await asyncio.wait(
@@ -91,14 +94,16 @@ class Pump:
 class FeedContext:
     """What every stream of one runner shares."""
 
-    publisher: Publisher
+    publisher: FeedPublisher
     writer: TradeWriter
     client_for: Callable[[str], Awaitable[FeedClient]]
     stop: asyncio.Event
     book_snapshot_seconds: float = 10.0
     ticker_store_seconds: float = 5.0
     live_candles: dict[tuple[str, str], CandleRecord] = field(default_factory=dict)
-    analytics: LiveAnalytics | None = None  # live OFI and VPIN (analytics.live)
+    # Live OFI and VPIN, plugged in by the command that starts the runner (feeds/plugins.py).
+    analytics: LiveListener | None = None
+    consolidator: Consolidator | None = None  # consolidated channels (feeds/consolidator.py)
 
 
 async def stream_supervise(
@@ -119,6 +124,9 @@ async def stream_supervise(
                 await consume(client)
         except asyncio.CancelledError:
             raise
+        except VenueUnreachable as exc:
+            health.unreachable = True
+            logger.warning("%s %s %s unreachable: %s", config.id, health.kind, symbol, exc)
         except FeedError as exc:
             logger.warning("%s %s %s: %s", config.id, health.kind, symbol, exc)
         except Exception:
@@ -136,8 +144,11 @@ async def stream_supervise(
 
 
 # --- one supervised stream per instrument and kind -----------------------------------------
-class SupervisedStream:
-    """What every stream shares: its health entry and the reconnecting supervisor."""
+class SupervisedStream(Generic[UpdateT]):
+    """What every stream shares: its health entry and the reconnecting supervisor.
+
+    `UpdateT` is what the stream's watch returns and `accept` takes.
+    """
 
     kind = ""
 
@@ -157,7 +168,7 @@ class SupervisedStream:
     async def consume(self, client: FeedClient) -> None:
         raise NotImplementedError
 
-    async def consume_until_quiet(self, watch: Callable[[], Awaitable]) -> None:
+    async def consume_until_quiet(self, watch: Callable[[], Awaitable[UpdateT]]) -> None:
         """Accept each update until the exchange goes quiet (the supervisor reconnects)."""
         pump = Pump(watch)
         try:
@@ -170,15 +181,22 @@ class SupervisedStream:
         finally:
             await pump.close()
 
-    async def accept(self, update) -> None:
+    async def accept(self, update: UpdateT) -> None:
         raise NotImplementedError
 
 
 # --- trades -------------------------------------------------------------------------------
-class TradeStream(SupervisedStream):
+class TradeStream(SupervisedStream[list[TradeRecord]]):
     kind = "trades"
 
-    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str, last=None):
+    def __init__(
+        self,
+        *,
+        ctx: FeedContext,
+        config: ExchangeConfig,
+        symbol: str,
+        last: TradeRecord | None = None,
+    ) -> None:
         super().__init__(ctx=ctx, config=config, symbol=symbol)
         self.seen = SeenTrades(last=last)
 
@@ -264,20 +282,20 @@ class TradeStream(SupervisedStream):
         self.ctx.live_candles[key] = candle
         payload = candle_payload(candle)
         await self.ctx.publisher.publish("candles_1m", self.config.id, self.symbol, payload)
-        await sync_to_async(live_candle_put)(
+        await database_sync_to_async(live_candle_put)(
             exchange=self.config.id, symbol=self.symbol, candle=payload
         )
 
 
-def _fields(candle: CandleRecord) -> dict:
+def _fields(candle: CandleRecord) -> dict[str, Any]:
     return {name: getattr(candle, name) for name in CandleRecord.__slots__}
 
 
 # --- order book ---------------------------------------------------------------------------
-class BookStream(SupervisedStream):
+class BookStream(SupervisedStream[BookUpdate]):
     kind = "book"
 
-    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str):
+    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str) -> None:
         super().__init__(ctx=ctx, config=config, symbol=symbol)
         self._last_snapshot = 0.0
 
@@ -296,20 +314,22 @@ class BookStream(SupervisedStream):
 
     async def accept(self, book: BookUpdate) -> None:
         await self.ctx.publisher.publish("book", self.config.id, self.symbol, book_payload(book))
+        if self.ctx.consolidator is not None:
+            await self.ctx.consolidator.book(book)
         if self.ctx.analytics is not None:
             await self.ctx.analytics.book(book)
-        await sync_to_async(live_book_put)(update=book)
+        await database_sync_to_async(live_book_put)(update=book)
         now = time.monotonic()
         if now - self._last_snapshot >= self.ctx.book_snapshot_seconds:
             self._last_snapshot = now
-            await sync_to_async(book_snapshot_write)(update=book)
+            await database_sync_to_async(book_snapshot_write)(update=book)
 
 
 # --- ticker -------------------------------------------------------------------------------
-class TickerStream(SupervisedStream):
+class TickerStream(SupervisedStream[TickerRecord]):
     kind = "ticker"
 
-    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str):
+    def __init__(self, *, ctx: FeedContext, config: ExchangeConfig, symbol: str) -> None:
         super().__init__(ctx=ctx, config=config, symbol=symbol)
         self._last_store = 0.0
 
@@ -320,8 +340,8 @@ class TickerStream(SupervisedStream):
         await self.ctx.publisher.publish(
             "ticker", self.config.id, self.symbol, ticker_payload(ticker)
         )
-        await sync_to_async(live_ticker_put)(record=ticker)
+        await database_sync_to_async(live_ticker_put)(record=ticker)
         now = time.monotonic()
         if now - self._last_store >= self.ctx.ticker_store_seconds:
             self._last_store = now
-            await sync_to_async(tickers_upsert)(records=[ticker])
+            await database_sync_to_async(tickers_upsert)(records=[ticker])

@@ -4,7 +4,10 @@ Streams hand trades to the writer and return at once; a flush loop stores
 them in batches (COPY + ON CONFLICT DO NOTHING in ``trades_ingest``) on one
 database thread, then rebuilds the 1-minute candles those trades touched, so
 candles always agree with the stored tape. A failed flush keeps its batch and
-retries: a database restart costs latency, not trades.
+retries: a database restart costs latency, not trades. An outage longer than
+the buffer holds (``FEED_WRITER_MAX_BUFFERED`` trades) drops the oldest trades;
+their time ranges are recorded and backfilled from REST once the database is
+back (``outage.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.conf import settings
 
+from marketdata.feeds.base import FeedClient
+from marketdata.feeds.outage import dropped_ranges_record, dropped_ranges_repair, ranges_merge
 from marketdata.models import Instrument
 from marketdata.records import TradeRecord
 from marketdata.services import candles_rebuild, trades_ingest
+from quantsaas.db import database_sync_to_async, in_db_thread
 from quantsaas.timeutil import MINUTE_MS
 
 logger = logging.getLogger(__name__)
@@ -34,11 +40,21 @@ class TradeWriter:
         flush_interval: float = 0.2,
         max_batch: int = 20_000,
         candle_interval: float = 1.0,
+        max_buffered: int | None = None,
+        client_for: Callable[[str], Awaitable[FeedClient]] | None = None,
     ) -> None:
         self.instruments = instruments
         self.flush_interval = flush_interval
         self.max_batch = max_batch
         self.candle_interval = candle_interval
+        configured: int = getattr(settings, "FEED_WRITER_MAX_BUFFERED", MAX_BUFFERED)
+        self.max_buffered = max_buffered or configured
+        self.client_for = client_for
+        self.dropped = 0
+        self._drops: dict[tuple[str, str], list[tuple[int, int]]] = {}  # not yet recorded
+        # Ranges left by an earlier run are repaired at the first successful flush.
+        self._repair_due = True
+        self._repair_task: asyncio.Task[None] | None = None
         self.buffer: list[TradeRecord] = []
         self.stored = 0
         self._touched: dict[tuple[str, str], tuple[int, int]] = {}
@@ -47,11 +63,13 @@ class TradeWriter:
 
     def add(self, records: list[TradeRecord]) -> None:
         self.buffer.extend(records)
-        if len(self.buffer) > MAX_BUFFERED:
-            # Only reachable when the database has been down for a long time; the dropped
-            # trades are re-fetched by gap repair or backfill, the process stays alive.
-            dropped = len(self.buffer) - MAX_BUFFERED
+        if len(self.buffer) > self.max_buffered:
+            # Only reachable when the database has been down for a long time: the process
+            # stays alive, and the dropped trades' time ranges are recorded for repair.
+            dropped = len(self.buffer) - self.max_buffered
+            self._drop_note(self.buffer[:dropped])
             del self.buffer[:dropped]
+            self.dropped += dropped
             logger.error("trade buffer full: dropped %d oldest trades", dropped)
         if len(self.buffer) >= self.max_batch:
             self._wake.set()
@@ -69,9 +87,61 @@ class TradeWriter:
                 next_candles = loop.time() + self.candle_interval
         await self.flush()
         await self.candles_flush()
+        if self._repair_task is not None:
+            # Cut short on shutdown: the range stays recorded, the next run repairs it.
+            self._repair_task.cancel()
+            await self.repair_wait()
+
+    def _drop_note(self, dropped: list[TradeRecord]) -> None:
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for t in dropped:
+            low, high = spans.get((t.exchange, t.symbol), (t.ts, t.ts))
+            spans[(t.exchange, t.symbol)] = (min(low, t.ts), max(high, t.ts))
+        for key, (low, high) in spans.items():
+            self._drops[key] = ranges_merge([*self._drops.get(key, []), (low, high + 1)])
+        self._repair_due = True
+
+    async def _drops_record(self) -> None:
+        """Write the noted ranges to Redis; kept in memory until that succeeds."""
+        for key in list(self._drops):
+            try:
+                await in_db_thread(dropped_ranges_record)(
+                    exchange=key[0], symbol=key[1], ranges=self._drops[key]
+                )
+            except Exception:
+                logger.exception("recording dropped trades of %s failed; will retry", key)
+                return
+            del self._drops[key]
+
+    def _repair_start(self) -> None:
+        """Backfill recorded ranges, once the database took a flush again."""
+        client_for = self.client_for
+        if self._drops or not self._repair_due or client_for is None:
+            return
+        if self._repair_task is not None and not self._repair_task.done():
+            return
+        self._repair_due = False
+
+        async def repair() -> None:
+            try:
+                await dropped_ranges_repair(
+                    instruments=list(self.instruments.values()), client_for=client_for
+                )
+            except Exception:
+                self._repair_due = True  # tried again after the next successful flush
+                logger.exception("backfilling dropped trades failed; will retry")
+
+        self._repair_task = asyncio.ensure_future(repair())
+
+    async def repair_wait(self) -> None:
+        if self._repair_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._repair_task
 
     async def flush(self) -> int:
         """Store everything buffered; returns the number of new trades."""
+        if self._drops:
+            await self._drops_record()
         stored = 0
         while self.buffer:
             batch = self.buffer[: self.max_batch]
@@ -79,13 +149,13 @@ class TradeWriter:
                 new = await _ingest(batch)
             except Exception:
                 logger.exception("storing %d trades failed; will retry", len(batch))
-                await sync_to_async(close_old_connections)()
                 await asyncio.sleep(1.0)
                 return stored
             del self.buffer[: len(batch)]
             stored += new
             self._touch(batch)
         self.stored += stored
+        self._repair_start()
         return stored
 
     def _touch(self, batch: list[TradeRecord]) -> None:
@@ -110,11 +180,11 @@ class TradeWriter:
             self._open_minute[key] = high - high % MINUTE_MS
 
 
-@sync_to_async
+@database_sync_to_async
 def _ingest(batch: list[TradeRecord]) -> int:
     return trades_ingest(records=batch)
 
 
-@sync_to_async
+@database_sync_to_async
 def _rebuild(instrument: Instrument, start: int, end: int) -> int:
     return candles_rebuild(instrument=instrument, start_ms=start, end_ms=end)

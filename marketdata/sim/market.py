@@ -2,22 +2,26 @@
 that market orders walk through, and informed-flow episodes.
 
 Everything is integers inside (prices in ticks, sizes in size steps) so books never
-drift by float error, and each instrument draws from its own generator seeded from
-(seed, symbol): the same seed and start time give the same tape, however the caller
-chunks time, and adding an instrument does not change the others.
+drift by float error. The market is a deterministic function of (seed, instrument,
+time): time is cut into segments (anchors.py); each segment of each instrument starts
+from its anchor with a freshly quoted book and a generator seeded from (seed, symbol,
+segment), and is pulled towards the next anchor (a Brownian-bridge drift), so prices
+join up across segments. The same trades come out however the caller chunks time,
+wherever it starts, and whichever other instruments run alongside.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeAlias
 
 import numpy as np
 
 from marketdata.records import BUY, SELL, BookUpdate, TickerRecord, TradeRecord
+from marketdata.sim.anchors import SEGMENT_MS, anchor_log_price, segment_of, segment_rng
 from marketdata.sim.params import DEFAULT_INSTRUMENTS, InstrumentParams
 from quantsaas.timeutil import MINUTE_MS
 
@@ -25,6 +29,9 @@ EXCHANGE_ID = "sim"
 SECONDS_PER_YEAR = 365 * 86_400
 DAY_MS = 86_400_000
 SIZE_SIGMA = 1.0  # lognormal dispersion of market-order sizes
+STEP_MS = 100  # the market's clock: one step of every instrument
+
+SimEvent: TypeAlias = TradeRecord | BookUpdate | TickerRecord
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,8 @@ class Episode:
 
 
 def _decimals(step: float) -> int:
-    return max(0, -Decimal(str(step)).as_tuple().exponent)
+    # A tick is finite, so the exponent is an int (only NaN and infinities have letters).
+    return max(0, -int(Decimal(str(step)).as_tuple().exponent))
 
 
 class _Draws:
@@ -86,34 +94,58 @@ class _Draws:
         return -scale * (math.log(1.0 - self.uniform()) + math.log(1.0 - self.uniform()))
 
 
+@dataclass(slots=True)
+class _MinuteBar:
+    """One minute of the tape, for the 24-hour ticker fields."""
+
+    minute: int
+    open: float
+    high: float
+    low: float
+    volume: float
+    quote_volume: float
+
+
 class SimInstrument:
-    def __init__(self, params: InstrumentParams, *, seed: int, start_ms: int) -> None:
+    def __init__(self, params: InstrumentParams, *, seed: int) -> None:
         self.p = params
-        self.draw = _Draws(np.random.default_rng([seed, zlib.crc32(params.symbol.encode())]))
-        self.x = math.log(params.price)
-        self.v = params.theta
-        self.bids: dict[int, int] = {}  # price in ticks -> size in steps
-        self.asks: dict[int, int] = {}
-        self._tops = (0, 0)
-        self._holes: list[int] = []  # levels to refill: new in the window or emptied by trades
-        self.next_trade_id = 1
-        # Ids carry the run's start so two runs (say, demo history, then the live feed)
-        # never collide on the idempotency key (instrument, trade id).
-        self._id_prefix = str(start_ms)
-        self.seq = 0
-        self.episode: Episode | None = None
+        self.seed = seed
+        self.segment: int | None = None
+        self.segment_end = 0
         self.episodes: list[Episode] = []
         self.last_price = params.price
-        self.minutes: deque[list] = deque()  # [minute, open, high, low, volume, quote volume]
+        self.minutes: deque[_MinuteBar] = deque()
         self._price_digits = _decimals(params.tick)
         self._size_digits = _decimals(params.size_step)
         self._level_steps = params.level_size / params.size_step
         self._size_mu = math.log(params.trade_size / params.size_step) - SIZE_SIGMA**2 / 2
         self._rho_c = math.sqrt(1 - params.rho**2)
+
+    def _segment_open(self, segment: int) -> None:
+        """Start `segment` from its anchor: what any process computes for that segment."""
+        p = self.p
+        self.segment = segment
+        self.segment_end = (segment + 1) * SEGMENT_MS
+        self.draw = _Draws(segment_rng(seed=self.seed, symbol=p.symbol, segment=segment))
+        self.x = anchor_log_price(seed=self.seed, params=p, segment=segment)
+        self.target = anchor_log_price(seed=self.seed, params=p, segment=segment + 1)
+        self.v = p.theta
+        self.bids: dict[int, int] = {}  # price in ticks -> size in steps
+        self.asks: dict[int, int] = {}
+        self._tops = (0, 0)
+        self._holes: list[int] = []  # levels to refill: new in the window or emptied by trades
+        # Ids: the segment's start and a counter within it, so the same trade gets the
+        # same id in every process (the live feed, gap repair, backfill, demo history)
+        # and the unique (instrument, trade id) key deduplicates them.
+        self.next_trade_id = 1
+        self._id_prefix = str(segment * SEGMENT_MS)
+        self.episode: Episode | None = None
         self._requote(direction=0)
 
     # --- one time step ------------------------------------------------------------------
-    def step(self, t0_ms: int, dt_ms: int, out: list) -> None:
+    def step(self, t0_ms: int, dt_ms: int, out: list[TradeRecord]) -> None:
+        if t0_ms >= self.segment_end:
+            self._segment_open(segment_of(t0_ms))
         p, draw = self.p, self.draw
         dt = dt_ms / 1000
         if self.episode is not None and t0_ms >= self.episode.end_ms:
@@ -122,8 +154,12 @@ class SimInstrument:
             low, high = p.episode_seconds
             seconds = low + (high - low) * draw.uniform()
             direction = 1 if draw.uniform() < 0.5 else -1
-            self.episode = Episode(p.symbol, t0_ms, t0_ms + int(seconds * 1000), direction)
-            self.episodes.append(self.episode)
+            # Episodes live within a segment; one that would start too close to its end
+            # is skipped rather than cut to a few seconds.
+            end_ms = min(t0_ms + int(seconds * 1000), self.segment_end)
+            if end_ms - t0_ms >= low * 1000:
+                self.episode = Episode(p.symbol, t0_ms, end_ms, direction)
+                self.episodes.append(self.episode)
         direction = self.episode.direction if self.episode is not None else 0
 
         # Heston with full truncation; the price shock and the variance shock correlate.
@@ -134,6 +170,9 @@ class SimInstrument:
         root = math.sqrt(v * dt_y)
         self.x += -0.5 * v * dt_y + root * z1 + direction * p.episode_drift_per_second * dt
         self.v = max(v + p.kappa * (p.theta - v) * dt_y + p.xi * root * z2, 1e-6)
+        # Bridge towards the next anchor: the pull grows as the segment's end nears and
+        # lands on the anchor at the last step, where the next segment starts.
+        self.x += (self.target - self.x) * dt_ms / (self.segment_end - t0_ms)
         self._requote(direction=direction)
 
         rate = p.trade_rate * (p.episode_rate_multiplier if direction else 1.0)
@@ -151,7 +190,7 @@ class SimInstrument:
             size = math.exp(self._size_mu + SIZE_SIGMA * draw.normal())
             self._market_order(t0_ms + int(offset * dt_ms), is_buy, max(1, round(size)), out)
 
-    def _market_order(self, ts: int, is_buy: bool, size: int, out: list) -> None:
+    def _market_order(self, ts: int, is_buy: bool, size: int, out: list[TradeRecord]) -> None:
         """Walk the opposite side from the best level; one print per level filled."""
         book = self.asks if is_buy else self.bids
         side = BUY if is_buy else SELL
@@ -233,7 +272,9 @@ class SimInstrument:
             if level in book:
                 book[level] = max(1, round(book[level] * math.exp(0.3 * draw.normal())))
 
-    def _shift(self, book: dict, old_top: int, new_top: int, away: int, holes: list) -> None:
+    def _shift(
+        self, book: dict[int, int], old_top: int, new_top: int, away: int, holes: list[int]
+    ) -> None:
         """Move one side's window from old_top to new_top (`away` steps from the spread)."""
         depth = self.p.depth
         new_window = {new_top + i * away for i in range(depth)} if old_top == 0 else None
@@ -254,7 +295,6 @@ class SimInstrument:
         holes.extend(k for k in range(low, high + 1, step) if k < old_low or k > old_high)
 
     def book(self, ts: int, depth: int | None = None) -> BookUpdate:
-        self.seq += 1
         p = self.p
         bids = sorted(self.bids.items(), reverse=True)[:depth]
         asks = sorted(self.asks.items())[:depth]
@@ -264,7 +304,7 @@ class SimInstrument:
             ts=ts,
             bids=tuple(self._level(k, s) for k, s in bids),
             asks=tuple(self._level(k, s) for k, s in asks),
-            seq=self.seq,
+            seq=ts // STEP_MS,  # the market's step: increasing across restarts too
         )
 
     def _level(self, ticks: int, steps: int) -> tuple[float, float]:
@@ -277,19 +317,19 @@ class SimInstrument:
     def _tape(self, ts: int, price: float, size: float) -> None:
         self.last_price = price
         minute = ts - ts % MINUTE_MS
-        if self.minutes and self.minutes[-1][0] == minute:
+        if self.minutes and self.minutes[-1].minute == minute:
             bar = self.minutes[-1]
-            bar[2] = max(bar[2], price)
-            bar[3] = min(bar[3], price)
-            bar[4] += size
-            bar[5] += size * price
+            bar.high = max(bar.high, price)
+            bar.low = min(bar.low, price)
+            bar.volume += size
+            bar.quote_volume += size * price
         else:
-            self.minutes.append([minute, price, price, price, size, size * price])
-            while self.minutes and self.minutes[0][0] <= ts - DAY_MS:
+            self.minutes.append(_MinuteBar(minute, price, price, price, size, size * price))
+            while self.minutes and self.minutes[0].minute <= ts - DAY_MS:
                 self.minutes.popleft()
 
     def ticker(self, ts: int) -> TickerRecord:
-        while self.minutes and self.minutes[0][0] <= ts - DAY_MS:
+        while self.minutes and self.minutes[0].minute <= ts - DAY_MS:
             self.minutes.popleft()
         best_bid = max(self.bids) if self.bids else None
         best_ask = min(self.asks) if self.asks else None
@@ -305,23 +345,26 @@ class SimInstrument:
             ask=ask[0],
             bid_size=bid[1],
             ask_size=ask[1],
-            high_24h=max((b[2] for b in bars), default=self.last_price),
-            low_24h=min((b[3] for b in bars), default=self.last_price),
-            open_24h=bars[0][1] if bars else self.last_price,
-            volume_24h=round(sum(b[4] for b in bars), self._size_digits),
-            quote_volume_24h=round(sum(b[5] for b in bars), 2),
+            high_24h=max((b.high for b in bars), default=self.last_price),
+            low_24h=min((b.low for b in bars), default=self.last_price),
+            open_24h=bars[0].open if bars else self.last_price,
+            volume_24h=round(sum(b.volume for b in bars), self._size_digits),
+            quote_volume_24h=round(sum(b.quote_volume for b in bars), 2),
         )
 
 
 class SimExchange:
-    """Several simulated instruments on one clock, advanced in fixed steps.
+    """Several simulated instruments on one clock, advanced in fixed steps of STEP_MS.
 
     `advance(until_ms)` runs every whole step up to `until_ms` and returns the events in
     time order: trades as they happen, and at the end of a step a BookUpdate and a
-    TickerRecord per instrument when their period has elapsed.
+    TickerRecord per instrument when their period (aligned to the epoch) has elapsed.
+    Starting at `start_ms` first replays, silently, the segment up to it (at most
+    SEGMENT_MS of simulation), so the market is the one every other process sees.
     """
 
     exchange_id = EXCHANGE_ID
+    step_ms = STEP_MS
 
     def __init__(
         self,
@@ -329,23 +372,24 @@ class SimExchange:
         seed: int = 0,
         start_ms: int,
         instruments: tuple[InstrumentParams, ...] = DEFAULT_INSTRUMENTS,
-        step_ms: int = 100,
         book_every_ms: int = 1000,
         ticker_every_ms: int = 1000,
         book_depth: int = 50,
     ) -> None:
         self.seed = seed
-        self.start_ms = start_ms
-        self.now_ms = start_ms
-        self.step_ms = step_ms
-        self.book_every_steps = max(1, book_every_ms // step_ms)
-        self.ticker_every_steps = max(1, ticker_every_ms // step_ms)
+        self.start_ms = start_ms - start_ms % STEP_MS
+        self.book_every_ms = max(STEP_MS, book_every_ms - book_every_ms % STEP_MS)
+        self.ticker_every_ms = max(STEP_MS, ticker_every_ms - ticker_every_ms % STEP_MS)
         self.book_depth = book_depth
-        self.steps = 0
         self.instruments = {
-            params.symbol: SimInstrument(params, seed=seed, start_ms=start_ms)
-            for params in instruments
+            params.symbol: SimInstrument(params, seed=seed) for params in instruments
         }
+        self.now_ms = self.start_ms - self.start_ms % SEGMENT_MS
+        self.advance_trades(self.start_ms)
+        for instrument in self.instruments.values():  # only what happens from the start
+            if instrument.segment is None:  # started on a segment boundary
+                instrument._segment_open(segment_of(self.start_ms))
+            instrument.episodes = [e for e in instrument.episodes if e.end_ms > self.start_ms]
 
     @property
     def symbols(self) -> list[str]:
@@ -358,23 +402,31 @@ class SimExchange:
             key=lambda e: (e.start_ms, e.symbol),
         )
 
-    def advance(
-        self, until_ms: int, *, books: bool = True, tickers: bool = True
-    ) -> list[TradeRecord | BookUpdate | TickerRecord]:
-        events: list = []
-        while self.now_ms + self.step_ms <= until_ms:
-            trades: list[TradeRecord] = []
-            for instrument in self.instruments.values():
-                instrument.step(self.now_ms, self.step_ms, trades)
-            trades.sort(key=lambda t: t.ts)  # stable: per-instrument order is kept
-            events.extend(trades)
-            self.now_ms += self.step_ms
-            self.steps += 1
-            if books and self.steps % self.book_every_steps == 0:
+    def advance(self, until_ms: int, *, books: bool = True, tickers: bool = True) -> list[SimEvent]:
+        events: list[SimEvent] = []
+        while self.now_ms + STEP_MS <= until_ms:
+            events.extend(self._step())
+            if books and self.now_ms % self.book_every_ms == 0:
                 events.extend(self.book(symbol) for symbol in self.instruments)
-            if tickers and self.steps % self.ticker_every_steps == 0:
+            if tickers and self.now_ms % self.ticker_every_ms == 0:
                 events.extend(self.ticker(symbol) for symbol in self.instruments)
         return events
+
+    def advance_trades(self, until_ms: int) -> list[TradeRecord]:
+        """`advance` with no books and tickers: the tape alone (history, REST, replay)."""
+        trades: list[TradeRecord] = []
+        while self.now_ms + STEP_MS <= until_ms:
+            trades.extend(self._step())
+        return trades
+
+    def _step(self) -> list[TradeRecord]:
+        """One step of every instrument; its trades in time order."""
+        trades: list[TradeRecord] = []
+        for instrument in self.instruments.values():
+            instrument.step(self.now_ms, STEP_MS, trades)
+        trades.sort(key=lambda t: t.ts)  # stable: per-instrument order is kept
+        self.now_ms += STEP_MS
+        return trades
 
     def book(self, symbol: str) -> BookUpdate:
         return self.instruments[symbol].book(self.now_ms, self.book_depth)

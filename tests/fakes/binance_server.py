@@ -22,14 +22,14 @@ and async tests can use it; every control method is thread-safe.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.venue_base import ThreadedFake
 
 SYMBOLS = {"BTCUSDT": ("BTC", "USDT", 64000.0), "ETHUSDT": ("ETH", "USDT", 3200.0)}
 BOOK_LEVELS = 20
@@ -81,10 +81,14 @@ class _Book:
     asks: dict[str, str] = field(default_factory=dict)
 
 
-class FakeBinance:
+class FakeBinance(ThreadedFake):
     """Start with ``with FakeBinance() as fake:``; read ``fake.rest_url`` / ``fake.ws_url``."""
 
+    name = "binance"
+    ws_path = "/stream/ws"
+
     def __init__(self, *, tape_length: int = 5000, seed: int = 7, start_ms: int | None = None):
+        super().__init__()
         start = start_ms if start_ms is not None else int(time.time() * 1000) - 3_600_000
         self.tapes = {
             s: trade_tape(symbol=s, count=tape_length, start_ms=start, seed=seed) for s in SYMBOLS
@@ -93,48 +97,8 @@ class FakeBinance:
         self.books = {s: self._initial_book(s) for s in SYMBOLS}
         self.rng = random.Random(seed)
         self.depth_requests = 0
-        self.requests: list[str] = []
-        self.accepting = True
-        self.connections = 0  # websocket connections accepted so far
-        self._sockets: dict[web.WebSocketResponse, set[str]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
-    # --- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> FakeBinance:
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start_app())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="fake-binance", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        self._call(self._shutdown())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-        self._loop = None
-
-    async def _start_app(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
         app.router.add_get("/api/v3/aggTrades", self._agg_trades)
         app.router.add_get("/api/v3/klines", self._klines)
@@ -142,27 +106,10 @@ class FakeBinance:
         app.router.add_get("/api/v3/ticker/24hr", self._ticker_24hr)
         app.router.add_get("/stream/ws/{n}", self._websocket)
         app.router.add_get("/stream/ws", self._websocket)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)  # the OS picks a free port
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-
-    async def _shutdown(self) -> None:
-        await self._close_sockets()
-        await self._runner.cleanup()
-
-    def _call(self, coro, timeout: float = 10.0):
-        """Run a coroutine on the server loop from any thread and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     @property
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v3"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream/ws"
 
     def ccxt_urls(self) -> dict:
         """The ``urls['api']`` entries ccxt's binance needs to talk only to this fake."""
@@ -189,14 +136,6 @@ class FakeBinance:
     def break_depth_sequence(self, symbol: str, skipped: int = 5) -> None:
         """Advance the book's update counter without telling anyone: the next diff has a gap."""
         self.books[symbol].update_id += skipped
-
-    def drop_connections(self, *, refuse_reconnects: bool = False) -> None:
-        """Cut every websocket as a network failure would; optionally refuse new ones."""
-        self.accepting = not refuse_reconnects
-        self._call(self._close_sockets())
-
-    def accept_connections(self) -> None:
-        self.accepting = True
 
     # --- event generation -----------------------------------------------------------------
     def _initial_book(self, symbol: str) -> _Book:
@@ -337,12 +276,9 @@ class FakeBinance:
 
     # --- websocket ------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        if not self.accepting:
+        ws = await self._ws_open(request)
+        if ws is None:
             return web.Response(status=503, text="maintenance")
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self.connections += 1
-        self._sockets[ws] = set()
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -368,12 +304,6 @@ class FakeBinance:
                     await ws.send_str(text)
                 except ConnectionError:
                     self._sockets.pop(ws, None)
-
-    async def _close_sockets(self) -> None:
-        sockets = list(self._sockets)
-        self._sockets.clear()
-        for ws in sockets:
-            await ws.close(code=1001, message=b"going away")
 
     # --- REST -----------------------------------------------------------------------------
     def _symbol(self, request: web.Request) -> str | None:

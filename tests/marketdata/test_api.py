@@ -1,4 +1,4 @@
-"""The market-data REST API (API.md): shapes, pagination, formats, errors, plan depth."""
+"""The market-data REST API (docs/api.md): shapes, pagination, formats, errors, plan depth."""
 
 from __future__ import annotations
 

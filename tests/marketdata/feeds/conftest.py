@@ -1,4 +1,4 @@
-"""Fixtures for the feed runner tests: the fake Binance and a runner started against it."""
+"""Fixtures for the feed runner tests: the fake venues and a runner started against them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import sync_to_async
 
-from marketdata.feeds.runner import feeds_run
 from marketdata.models import Exchange, Instrument, Trade
+from quantsaas.feeds import feeds_run_live
 from tests.fakes.binance_server import FakeBinance
+from tests.marketdata.feeds.venue_adapters import VenueAdapter, venue_start
+
+VENUES = ("binance", "coinbase", "kraken")
 
 
 @pytest.fixture
@@ -26,21 +29,45 @@ def fake_binance(monkeypatch):
 
 @pytest.fixture
 def binance_btc(transactional_db) -> Instrument:
-    exchange, _ = Exchange.objects.get_or_create(id="binance", defaults={"name": "Binance"})
-    Instrument.objects.exclude(exchange=exchange, ccxt_symbol="BTC/USDT").update(active=False)
+    return only_instrument("binance", "BTC/USDT")
+
+
+def only_instrument(exchange_id: str, ccxt_symbol: str) -> Instrument:
+    """The one active instrument (the others are deactivated, so a runner streams only it)."""
+    exchange, _ = Exchange.objects.get_or_create(
+        id=exchange_id, defaults={"name": exchange_id.title()}
+    )
+    Instrument.objects.exclude(exchange=exchange, ccxt_symbol=ccxt_symbol).update(active=False)
+    base, quote = ccxt_symbol.split("/")
     instrument, _ = Instrument.objects.update_or_create(
         exchange=exchange,
-        ccxt_symbol="BTC/USDT",
+        ccxt_symbol=ccxt_symbol,
         defaults={
-            "symbol": "BTC-USDT",
-            "base": "BTC",
-            "quote": "USDT",
+            "symbol": f"{base}-{quote}",
+            "base": base,
+            "quote": quote,
             "price_precision": Decimal("0.01"),
             "size_precision": Decimal("0.00001"),
             "active": True,
         },
     )
     return instrument
+
+
+@pytest.fixture(params=VENUES)
+def venue(request, monkeypatch) -> VenueAdapter:
+    """Each venue's fake in turn, with the runner's own client factory pointed at it."""
+    adapter = venue_start(request.param, **getattr(request, "fake_kwargs", {}))
+    monkeypatch.setenv("FEED_URL_OVERRIDES", json.dumps({adapter.id: adapter.fake.ccxt_urls()}))
+    try:
+        yield adapter
+    finally:
+        adapter.fake.stop()
+
+
+@pytest.fixture
+def venue_btc(venue, transactional_db) -> Instrument:
+    return only_instrument(venue.id, venue.symbol)
 
 
 async def wait_until(predicate, *, seconds: float = 15.0, interval: float = 0.05, what: str = ""):
@@ -60,7 +87,7 @@ async def wait_until(predicate, *, seconds: float = 15.0, interval: float = 0.05
 @contextlib.asynccontextmanager
 async def running_feeds(**kwargs):
     stop = asyncio.Event()
-    task = asyncio.create_task(feeds_run(stop_event=stop, **kwargs))
+    task = asyncio.create_task(feeds_run_live(stop_event=stop, **kwargs))
     try:
         yield task
     finally:

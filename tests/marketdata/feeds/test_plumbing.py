@@ -78,9 +78,11 @@ def test_health_reports_connected_streams_with_counters(sim_btc):
     assert {s["kind"] for s in report["streams"]} == {"trades", "book"}
 
 
-def test_readyz_fails_when_every_reporting_feed_is_down(sim_btc, client, monkeypatch):
+def test_readyz_fails_when_every_reporting_feed_is_down(sim_btc, client, monkeypatch, settings):
     from quantsaas import health
 
+    settings.READYZ_TOKEN = "monitoring"  # the per-check report is for operators only
+    client.defaults["HTTP_X_READYZ_TOKEN"] = "monitoring"
     monkeypatch.setattr(health, "_extra_checks", {})  # registered for this test only
     readiness_register()
     stream = StreamHealth(exchange="sim", kind="trades", symbol="BTC/USD")
@@ -91,5 +93,6 @@ def test_readyz_fails_when_every_reporting_feed_is_down(sim_btc, client, monkeyp
 
     stream.message()
     health_store([stream])
+    health.readiness_cache_clear()  # answers are cached for a couple of seconds
     response = client.get("/readyz")
     assert response.json()["checks"]["feeds"]["ok"] is True
