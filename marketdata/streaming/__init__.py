@@ -1,4 +1,4 @@
-"""The live WebSocket stream, ``/ws/v1/stream`` (API.md; customer guide in docs/streaming.md).
+"""The live WebSocket stream, ``/ws/v1/stream`` (docs/api.md; customer guide in docs/streaming.md).
 
 - ``protocol``: parsing and validating what clients send.
 - ``frames``: what the server sends, serialised once with orjson.

@@ -10,12 +10,13 @@ RECHECK_SECONDS.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Q
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from accounts.api.authentication import raw_key_from_headers
-from accounts.models import ApiKey, Membership, Organization
+from accounts.models import ApiKey, Membership, Organization, User
 from accounts.selectors import organization_for_user
 from accounts.services.api_keys import ApiKeyError, api_key_authenticate
 from billing.entitlements import Entitlements, entitlements_for
@@ -30,9 +31,10 @@ class StreamPrincipal:
     entitlements: Entitlements
     api_key_id: int | None = None
     user_id: int | None = None
+    session_key: str | None = None  # a browser's session: the stream ends with it
 
 
-def handshake_key(scope: dict) -> str | None:
+def handshake_key(scope: dict[str, Any]) -> str | None:
     """The API key sent on the handshake (Authorization: Bearer, or X-API-Key)."""
     wanted = {b"authorization": "Authorization", b"x-api-key": "X-API-Key"}
     headers = {
@@ -43,9 +45,19 @@ def handshake_key(scope: dict) -> str | None:
     return raw_key_from_headers(headers)
 
 
+class ScopeMissing(Exception):
+    """The key is valid but may not read market data."""
+
+
+STREAM_SCOPE = "read"
+
+
 def principal_from_key(*, raw_key: str) -> StreamPrincipal:
-    """Raises ApiKeyError (message safe to show) for unknown, revoked or expired keys."""
+    """Raises ApiKeyError (message safe to show) for unknown, revoked or expired keys,
+    ScopeMissing for a key without the `read` scope."""
     api_key = api_key_authenticate(raw_key=raw_key)
+    if not api_key.has_scope(STREAM_SCOPE):
+        raise ScopeMissing(f"This API key lacks the `{STREAM_SCOPE}` scope the stream needs.")
     return StreamPrincipal(
         organization_id=api_key.organization_id,
         entitlements=entitlements_for(organization=api_key.organization),
@@ -53,7 +65,12 @@ def principal_from_key(*, raw_key: str) -> StreamPrincipal:
     )
 
 
-def principal_from_session(*, user, organization_id: int | None) -> StreamPrincipal | None:
+def principal_from_session(
+    *,
+    user: User | AnonymousUser | None,
+    organization_id: int | None,
+    session_key: str | None = None,
+) -> StreamPrincipal | None:
     """The signed-in user acting in their current organization (validated membership)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return None
@@ -64,7 +81,40 @@ def principal_from_session(*, user, organization_id: int | None) -> StreamPrinci
         organization_id=membership.organization_id,
         entitlements=entitlements_for(organization=membership.organization),
         user_id=user.pk,
+        session_key=session_key,
     )
+
+
+def sessions_ended(held: dict[str, Held]) -> set[str]:
+    """Connections whose browser session is over: logged out, flushed, expired, or signed
+    with a password that has changed since (Django's session auth hash no longer matches)."""
+    from django.conf import settings
+    from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.utils.crypto import constant_time_compare
+    from django.utils.module_loading import import_string
+
+    store_class: type[SessionBase] = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    by_session = {h.session_key: conn_id for conn_id, h in held.items() if h.session_key}
+    if not by_session:
+        return set()
+    users = get_user_model().objects.in_bulk(
+        {h.user_id for h in held.values() if h.session_key and h.user_id}
+    )
+    ended = set()
+    for session_key, conn_id in by_session.items():
+        session = store_class(session_key)
+        data = session.load()  # an empty dict once the session is gone or expired
+        user = users.get(held[conn_id].user_id)
+        if (
+            not data
+            or user is None
+            or not constant_time_compare(
+                data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()
+            )
+        ):
+            ended.add(conn_id)
+    return ended
 
 
 @dataclass(frozen=True)
@@ -76,6 +126,7 @@ class Held:
     user_id: int | None
     delay_seconds: int
     uses_analytics: bool
+    session_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,9 +148,7 @@ def principals_recheck(*, held: dict[str, Held]) -> Recheck:
     now = timezone.now()
     key_ids = {h.api_key_id for h in held.values() if h.api_key_id is not None}
     dead_keys = set(
-        ApiKey.objects.filter(pk__in=key_ids)
-        .filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=now))
-        .values_list("pk", flat=True)
+        ApiKey.objects.filter(pk__in=key_ids).inactive(now=now).values_list("pk", flat=True)
     )
     dead_keys |= key_ids - set(ApiKey.objects.filter(pk__in=key_ids).values_list("pk", flat=True))
     pairs = {(h.user_id, h.organization_id) for h in held.values() if h.user_id is not None}
@@ -112,7 +161,11 @@ def principals_recheck(*, held: dict[str, Held]) -> Recheck:
     )
     organizations = Organization.objects.in_bulk({h.organization_id for h in held.values()})
     plans = {pk: entitlements_for(organization=org) for pk, org in organizations.items()}
+    ended = sessions_ended(held)
     for conn_id, h in held.items():
+        if conn_id in ended:
+            closing[conn_id] = (CLOSE_NOT_AUTHENTICATED, "Signed out.")
+            continue
         if h.api_key_id in dead_keys:
             closing[conn_id] = (CLOSE_NOT_AUTHENTICATED, "API key revoked or expired.")
             continue
@@ -135,6 +188,7 @@ __all__ = [
     "ApiKeyError",
     "Held",
     "Recheck",
+    "ScopeMissing",
     "StreamPrincipal",
     "handshake_key",
     "principal_from_key",

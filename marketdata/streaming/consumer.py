@@ -13,32 +13,40 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from marketdata.streaming import frames
 from marketdata.streaming.access import (
     CLOSE_NOT_AUTHENTICATED,
     CLOSE_PLAN,
     ApiKeyError,
+    ScopeMissing,
     StreamPrincipal,
     handshake_key,
     principal_from_key,
     principal_from_session,
 )
-from marketdata.streaming.connection import Connection
-from marketdata.streaming.hub import Hub, hub_get
+from marketdata.streaming.books import BOOK_DEPTH, DEFAULT_DEPTH, is_book_channel
+from marketdata.streaming.connection import Connection, close_send
+from marketdata.streaming.history import ReplayRefused, replay_plan, replay_run
+from marketdata.streaming.hub import CLOSE_RESTART, Hub, hub_get
+from marketdata.streaming.metrics import STREAM_REFUSALS
 from marketdata.streaming.protocol import (
     ANALYTICS_KINDS,
     ClientMessage,
     ProtocolError,
+    Replay,
     channel_kind,
     channels_unknown,
     message_parse,
 )
 from marketdata.streaming.quotas import CLOSE_QUOTA, QuotaUnavailable, TokenBucket
 from marketdata.streaming.recheck import connections_recheck
+from quantsaas.db import in_db_thread
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +55,10 @@ CLOSE_RATE = 4029
 CLOSE_TRY_LATER = 1013
 MESSAGE_RATE = 10.0  # client messages per second, sustained
 MESSAGE_BURST = 50.0
+ECHO_CHANNELS = 50  # channel lists echoed back are cut to this many
 
 
-class StreamConsumer(AsyncWebsocketConsumer):
+class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels: no type hints
     channel_layer_alias = "stream-consumers-use-the-hub"  # no per-connection layer channel
 
     async def connect(self) -> None:
@@ -58,7 +67,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.conn: Connection | None = None
         self.principal: StreamPrincipal | None = None
         self.bucket = TokenBucket(rate=MESSAGE_RATE, burst=MESSAGE_BURST)
-        self.auth_deadline: asyncio.Task | None = None
+        self.auth_deadline: asyncio.Task[None] | None = None
+        self.replaying: asyncio.Task[int] | None = None
         self.ending = False
         # Browsers authenticate with the session cookie; AllowedHostsOriginValidator (asgi.py)
         # refuses other sites' pages, so a cookie cannot be ridden cross-site.
@@ -69,8 +79,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         session = self.scope.get("session")
         organization_id = session.get("organization_id") if session is not None else None
-        principal = await sync_to_async(principal_from_session)(
-            user=self.scope.get("user"), organization_id=organization_id
+        principal = await database_sync_to_async(principal_from_session)(
+            user=self.scope.get("user"),
+            organization_id=organization_id,
+            session_key=session.session_key if session is not None else None,
         )
         if principal is not None:
             await self._start(principal)
@@ -84,22 +96,33 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _authenticate_key(self, raw_key: str) -> None:
         try:
-            principal = await sync_to_async(principal_from_key)(raw_key=raw_key)
+            principal = await database_sync_to_async(principal_from_key)(raw_key=raw_key)
         except ApiKeyError as exc:
             await self._refuse(CLOSE_NOT_AUTHENTICATED, "authentication_failed", str(exc))
             return
+        except ScopeMissing as exc:
+            await self._refuse(CLOSE_PLAN, "permission_denied", str(exc), required_scope="read")
+            return
         await self._start(principal)
 
-    async def _refuse(self, code: int, error_code: str, message: str, **details) -> None:
+    async def _refuse(self, code: int, error_code: str, message: str, **details: Any) -> None:
+        """Say why, then close: the close goes out even if the error frame could not."""
         self.ending = True
+        STREAM_REFUSALS.labels(str(code)).inc()
         with contextlib.suppress(Exception):
             await self.send(frames.error(code=error_code, message=message, details=details))
+        if close_send(self.base_send, code=code, reason=message):
+            return  # 1012 and 1013 go straight to autobahn (connection.close_frame_send)
+        with contextlib.suppress(Exception):
             await self.close(code=code, reason=message[:120])
 
     async def _start(self, principal: StreamPrincipal) -> None:
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
         plan = principal.entitlements
+        if self.hub.draining:  # this process is stopping: the client goes to another at once
+            await self._refuse(CLOSE_RESTART, "unavailable", "Server restarting; reconnect.")
+            return
         try:
             slot = await self.hub.slots.acquire(
                 organization_id=principal.organization_id,
@@ -128,6 +151,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             snapshot_for=self.hub.snapshot_for,
         )
         conn.api_key_id, conn.user_id = principal.api_key_id, principal.user_id
+        conn.session_key = principal.session_key
         # The re-check keeps these to the current plan (recheck.py).
         conn.plan_connections = plan.ws_connections
         conn.plan_subscriptions = plan.ws_subscriptions
@@ -140,6 +164,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 connections=plan.ws_connections,
                 subscriptions=plan.ws_subscriptions,
                 delay_seconds=plan.stream_delay_seconds,
+                resume_seconds=settings.STREAM_REPLAY_SECONDS,
             )
         )
 
@@ -147,7 +172,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.ending = True
         await self.close(code=code, reason=reason[:120])
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.ending:
             return
         # Abuse protection before any parsing: the budget is per connection, in process.
@@ -170,7 +195,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                     frames.error(code="not_authenticated", message="Authenticate first.")
                 )
             return
-        await self._handle(message)
+        await self._handle(self.conn, message)
 
     async def _reply(self, frame: str) -> None:
         if self.conn is not None:
@@ -178,21 +203,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
         else:
             await self.send(frame)
 
-    async def _handle(self, message: ClientMessage) -> None:
-        conn = self.conn
+    async def _handle(self, conn: Connection, message: ClientMessage) -> None:
         if message.op == "ping":
             conn.push(frames.pong(ping_id=message.ping_id))
         elif message.op == "auth":
             conn.push(frames.error(code="invalid", message="Already authenticated."))
-        elif message.op == "subscribe":
-            await self._subscribe(message.channels)
+        elif message.op in ("subscribe", "resume"):
+            await self._subscribe(conn, message)
         elif message.op == "unsubscribe":
-            held = [c for c in message.channels if c in conn.channels]
-            conn.push(frames.unsubscribed(held))
-            await self.hub.unsubscribe(conn, held)
+            held = [c for c in message.channels if self._internal(conn, c) in conn.channels]
+            conn.push(frames.unsubscribed(held[:ECHO_CHANNELS], count=len(held)))
+            await self.hub.unsubscribe(conn, [self._internal(conn, c) for c in held])
+        elif message.op == "replay":
+            await self._replay(conn, message.replay)
 
-    async def _subscribe(self, channels: list[str]) -> None:
-        conn = self.conn
+    async def _subscribe(self, conn: Connection, message: ClientMessage) -> None:
+        channels = message.channels
         limit = conn.plan_subscriptions  # the current plan's, not the one at connect
         unknown = channels_unknown(channels, instruments=await self.hub.instruments())
         if unknown:
@@ -216,7 +242,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 ),
             )
             return
-        new = [c for c in channels if c not in conn.channels]
+        new = [
+            self._internal(conn, c)
+            for c in channels
+            if self._internal(conn, c) not in conn.channels
+        ]
+        resumed = {self._internal(conn, c): seq for c, seq in message.since.items()}
+        resumed = {c: seq for c, seq in resumed.items() if c in new}
         if len(conn.channels) + len(new) > limit:
             conn.push(
                 frames.error(
@@ -227,12 +259,64 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 )
             )
             return
-        conn.push(frames.subscribed(channels))
-        await self.hub.subscribe(conn, new)
+        conflate_ms = message.conflate_ms
+        if conflate_ms is not None:
+            for channel in (self._internal(conn, c) for c in channels):
+                if conflate_ms:
+                    conn.conflate[channel] = conflate_ms
+                else:
+                    conn.conflate.pop(channel, None)
+        depth = message.depth or DEFAULT_DEPTH
+        books = [c for c in new if is_book_channel(c)]
+        for channel in books:  # a held book's view is kept: a new depth needs a resubscribe
+            if depth < BOOK_DEPTH:
+                conn.depths[channel] = depth
+            else:
+                conn.depths.pop(channel, None)
+        conn.push(
+            frames.subscribed(
+                channels[:ECHO_CHANNELS],
+                count=len(channels),
+                conflate_ms=conflate_ms or 0,
+            )
+        )
+        await self.hub.subscribe(conn, new, since=resumed)
+
+    @staticmethod
+    def _internal(conn: Connection, channel: str) -> str:
+        """`alerts` is this organization's own alerts stream (events.public_name)."""
+        return f"alerts.{conn.organization_id}" if channel == "alerts" else channel
+
+    async def _replay(self, conn: Connection, replay: Replay | None) -> None:
+        principal = self.principal
+        if replay is None or principal is None:
+            return
+        if self.replaying is not None and not self.replaying.done():
+            conn.push(frames.error(code="invalid", message="A replay is already running."))
+            return
+        if conn.delay:
+            conn.push(
+                frames.error(
+                    code="plan_required",
+                    message="Replay comes with real-time plans.",
+                    details={"channel": replay.channel},
+                )
+            )
+            return
+        try:
+            plan = await in_db_thread(replay_plan)(
+                replay=replay, organization_id=conn.organization_id, delay_seconds=conn.delay
+            )
+        except ReplayRefused as exc:
+            conn.push(frames.error(code=exc.code, message=str(exc), details=exc.details))
+            return
+        self.replaying = asyncio.ensure_future(replay_run(conn=conn, replay=replay, plan=plan))
 
     async def disconnect(self, code: int) -> None:
         self.ending = True
         if self.auth_deadline is not None:
             self.auth_deadline.cancel()
+        if self.replaying is not None:
+            self.replaying.cancel()
         if self.conn is not None:
             await self.hub.connection_remove(self.conn)

@@ -1,4 +1,4 @@
-"""Server-to-client frames (API.md). Every frame is a JSON text frame built here.
+"""Server-to-client frames (docs/api.md). Every frame is a JSON text frame built here.
 
 Market-data frames are serialised once per published message and the same string
 is handed to every local subscriber; only per-client frames (welcome, errors,
@@ -39,21 +39,40 @@ def wire(payload: bytes) -> bytes:
     return header + payload
 
 
-def welcome(*, plan: str, connections: int, subscriptions: int, delay_seconds: int) -> str:
+def welcome(
+    *,
+    plan: str,
+    connections: int,
+    subscriptions: int,
+    delay_seconds: int,
+    resume_seconds: int = 0,
+) -> str:
+    """`conflate_ms` is the default a subscription gets (0: every update as it comes);
+    `resume_seconds` how far back `resume` can reach."""
     limits = {
         "connections": connections,
         "subscriptions": subscriptions,
         "delay_seconds": delay_seconds,
+        "conflate_ms": 0,
+        "resume_seconds": resume_seconds,
     }
     return dumps({"type": "welcome", "plan": plan, "limits": limits})
 
 
-def subscribed(channels: list[str]) -> str:
-    return dumps({"type": "subscribed", "channels": channels})
+def subscribed(channels: list[str], *, count: int | None = None, conflate_ms: int = 0) -> str:
+    """`channels` may be cut short (a long list echoed costs the client's queue);
+    `count` then says how many there were."""
+    body: dict[str, Any] = {"type": "subscribed", "channels": channels, "conflate_ms": conflate_ms}
+    if count is not None and count > len(channels):
+        body["count"] = count
+    return dumps(body)
 
 
-def unsubscribed(channels: list[str]) -> str:
-    return dumps({"type": "unsubscribed", "channels": channels})
+def unsubscribed(channels: list[str], *, count: int | None = None) -> str:
+    body: dict[str, Any] = {"type": "unsubscribed", "channels": channels}
+    if count is not None and count > len(channels):
+        body["count"] = count
+    return dumps(body)
 
 
 def update(*, channel: str, seq: int, data: Any) -> str:
@@ -85,5 +104,5 @@ def pong(*, ping_id: Any) -> str:
     return dumps({"type": "pong", "id": ping_id})
 
 
-def error(*, code: str, message: str, details: dict | None = None) -> str:
+def error(*, code: str, message: str, details: dict[str, Any] | None = None) -> str:
     return dumps({"type": "error", "code": code, "message": message, "details": details or {}})

@@ -11,20 +11,27 @@ authenticates with an API key (a cookie it might carry is its own).
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import ParseResult, urlparse
 
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
+# ASGI, as far as used here: scopes and messages are open dicts.
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
-class _Denier(WebsocketDenier):
+
+class _Denier(WebsocketDenier):  # type: ignore[misc]  # channels ships no type hints
     # No channel layer: a refused handshake has nothing to receive. Channels' own
     # denier opens a layer channel (a blocking Redis receive) per refused attempt,
     # which also left test event loops waiting on Redis at shutdown.
     channel_layer_alias = "refused-handshakes-use-no-layer"
 
 
-def _parsed_origin(scope: dict):
+def _parsed_origin(scope: dict[str, Any]) -> ParseResult | None:
     """The Origin header as OriginValidator reads it (the last one; latin-1 always decodes)."""
     parsed = None
     for name, value in scope.get("headers", ()):
@@ -33,19 +40,21 @@ def _parsed_origin(scope: dict):
     return parsed
 
 
-class BrowserOriginValidator(OriginValidator):
-    async def __call__(self, scope, receive, send):
+class BrowserOriginValidator(OriginValidator):  # type: ignore[misc]  # channels: no type hints
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self.valid_origin(_parsed_origin(scope)):
-            return await _Denier()(scope, receive, send)
-        return await super().__call__(scope, receive, send)
+            await _Denier()(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
-    def valid_origin(self, parsed_origin) -> bool:
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         if parsed_origin is None:
             return True
-        return self.validate_origin(parsed_origin)
+        valid: bool = self.validate_origin(parsed_origin)
+        return valid
 
 
-def BrowserOriginValidatorStack(application):
+def BrowserOriginValidatorStack(application: ASGIApp) -> BrowserOriginValidator:
     allowed_hosts = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed_hosts:
         allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]

@@ -26,12 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-CLOSE_QUOTA = 4008  # connection quota exceeded (API.md)
+CLOSE_QUOTA = 4008  # connection quota exceeded (docs/api.md)
 SLOT_TTL_SECONDS = 30
 SLOT_REFRESH_SECONDS = 10
 KEY_PREFIX = "qs:stream:slots"
@@ -57,18 +63,41 @@ return {1, count + 1, member}
 
 # KEYS[1] slots key, KEYS[2] last admission; ARGV[1] ttl ms; ARGV[2..] slot members.
 # Refreshes only members still present (XX): a slot that expired meanwhile is not
-# silently re-taken.
+# silently re-taken; those are returned, for the caller to take again under the limit.
 _REFRESH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local missing = {}
 for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[i]) == 0
+     and not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    missing[#missing + 1] = ARGV[i]
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-return redis.call('ZCARD', KEYS[1])
+return missing
+"""
+
+# KEYS[1] slots key; ARGV[1] member, ARGV[2] limit, ARGV[3] ttl ms. A slot lost under an
+# open connection, taken again with its admission time (so the order stays) if the
+# organization is under its limit. Returns 1 if held, 0 if not.
+_RETAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
 """
 
 # KEYS[1] slots key; ARGV[1] limit. The live members past the first `limit` in
@@ -119,12 +148,19 @@ class RedisSlots:
     def __init__(self, url: str, *, max_connections: int = 32) -> None:
         # A blocking pool: under a burst (hundreds of clients leaving at once) callers
         # wait for a free connection instead of failing, so every slot is released.
+        # Stale pooled connections after a Redis restart are retried on fresh ones.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=20
+            url,
+            max_connections=max_connections,
+            timeout=20,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=10,
         )
         self.client = aioredis.Redis(connection_pool=pool)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._refresh = self.client.register_script(_REFRESH)
+        self._retake = self.client.register_script(_RETAKE)
         self._beyond = self.client.register_script(_BEYOND)
 
     async def acquire(self, *, organization_id: int, connection_id: str, limit: int) -> SlotResult:
@@ -137,12 +173,23 @@ class RedisSlots:
             raise QuotaUnavailable(str(exc)) from exc
         return SlotResult(acquired=bool(acquired), in_use=int(in_use), member=member.decode())
 
-    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
-        if connection_ids:
-            await self._refresh(
-                keys=[slots_key(organization_id), admitted_key(organization_id)],
-                args=[SLOT_TTL_SECONDS * 1000, *connection_ids],
-            )
+    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> list[str]:
+        """Extend these slots; returns those no longer held (expired, or Redis restarted)."""
+        if not connection_ids:
+            return []
+        missing = await self._refresh(
+            keys=[slots_key(organization_id), admitted_key(organization_id)],
+            args=[SLOT_TTL_SECONDS * 1000, *connection_ids],
+        )
+        return [m.decode() for m in missing]
+
+    async def retake(self, *, organization_id: int, connection_id: str, limit: int) -> bool:
+        """Hold a lost slot again if the organization is under `limit`."""
+        held = await self._retake(
+            keys=[slots_key(organization_id)],
+            args=[connection_id, limit, SLOT_TTL_SECONDS * 1000],
+        )
+        return bool(held)
 
     async def beyond(self, *, organization_id: int, limit: int) -> list[str]:
         """The organization's slots past the first `limit` in admission order (newest)."""
@@ -186,11 +233,22 @@ class LocalSlots:
         slots[member] = time.monotonic() + SLOT_TTL_SECONDS
         return SlotResult(acquired=True, in_use=len(slots), member=member)
 
-    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> None:
+    async def refresh(self, *, organization_id: int, connection_ids: list[str]) -> list[str]:
         slots = self._live(organization_id)
+        missing = []
         for member in connection_ids:
             if member in slots:
                 slots[member] = time.monotonic() + SLOT_TTL_SECONDS
+            else:
+                missing.append(member)
+        return missing
+
+    async def retake(self, *, organization_id: int, connection_id: str, limit: int) -> bool:
+        slots = self._live(organization_id)
+        if connection_id not in slots and len(slots) >= limit:
+            return False
+        slots[connection_id] = time.monotonic() + SLOT_TTL_SECONDS
+        return True
 
     async def release(self, *, organization_id: int, connection_ids: list[str]) -> None:
         slots = self._slots.get(organization_id, {})
@@ -230,11 +288,14 @@ class TokenBucket:
         return True
 
 
-async def gather_bounded(coros: list, *, limit: int = 16) -> list:
+T = TypeVar("T")
+
+
+async def gather_bounded(coros: list[Awaitable[T]], *, limit: int = 16) -> list[T | BaseException]:
     """Run coroutines with at most `limit` in flight (mass disconnects, refreshes)."""
     semaphore = asyncio.Semaphore(limit)
 
-    async def run(coro):
+    async def run(coro: Awaitable[T]) -> T:
         async with semaphore:
             return await coro
 

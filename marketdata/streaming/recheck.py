@@ -22,14 +22,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
-
 from billing.entitlements import Entitlements
 from marketdata.streaming import frames
 from marketdata.streaming.access import Held, principals_recheck
 from marketdata.streaming.connection import Connection
 from marketdata.streaming.protocol import ANALYTICS_KINDS, channel_kind
 from marketdata.streaming.quotas import CLOSE_QUOTA, gather_bounded
+from quantsaas.db import in_db_thread
 
 if TYPE_CHECKING:
     from marketdata.streaming.hub import Hub
@@ -52,10 +51,11 @@ async def connections_recheck(hub: Hub, connections: list[Connection]) -> Verdic
             user_id=c.user_id,
             delay_seconds=c.delay,
             uses_analytics=any(channel_kind(ch) in ANALYTICS_KINDS for ch in c.channels),
+            session_key=c.session_key,
         )
         for c in open_
     }
-    result = await sync_to_async(principals_recheck, thread_sensitive=False)(held=held)
+    result = await in_db_thread(principals_recheck)(held=held)
     by_id = {c.id: c for c in open_}
     closing: Verdicts = {
         by_id[conn_id]: (code, reason, None) for conn_id, (code, reason) in result.closing.items()

@@ -164,7 +164,7 @@ async def subscribed(key: str, channels: list[str]):
     comm = await connected(key=key)
     assert (await receive(comm))["type"] == "welcome"
     await comm.send_json_to({"op": "subscribe", "channels": channels})
-    assert await receive(comm) == {"type": "subscribed", "channels": channels}
+    assert await receive(comm) == {"type": "subscribed", "channels": channels, "conflate_ms": 0}
     return comm
 
 
@@ -173,4 +173,11 @@ async def _hub_cleanup():
     yield
     hub = hub_peek()
     if hub is not None:
-        await hub.aclose()
+        try:
+            await asyncio.wait_for(asyncio.shield(hub.aclose()), 10)
+        except TimeoutError:
+            import sys
+
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise

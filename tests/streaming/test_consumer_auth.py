@@ -24,7 +24,13 @@ async def test_api_key_on_the_handshake_gets_a_welcome_naming_plan_and_limits(ac
     assert welcome == {
         "type": "welcome",
         "plan": "stream-test",
-        "limits": {"connections": 5, "subscriptions": 50, "delay_seconds": 0},
+        "limits": {
+            "connections": 5,
+            "subscriptions": 50,
+            "delay_seconds": 0,
+            "conflate_ms": 0,
+            "resume_seconds": 960,
+        },
     }
     await comm.disconnect()
 

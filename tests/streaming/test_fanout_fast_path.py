@@ -1,4 +1,4 @@
-"""The fan-out's fast path: shared wire frames and the publisher's adaptive window."""
+"""The fan-out's fast path: shared wire frames, merged frames, and the publisher's Nagle."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import time
 
 import orjson
 import pytest
-from channels.layers import get_channel_layer
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from marketdata.feeds.groups import channel_group
 from marketdata.feeds.publish import Publisher
 from marketdata.streaming import frames
-from marketdata.streaming.hub import Event
+from marketdata.streaming.events import Event, event_after, events_merge
+from marketdata.streaming.store import store_for_settings
 
 TRADES = "trades.sim.BTC-USD"
 
@@ -38,7 +37,7 @@ def test_the_shared_wire_frame_is_one_whole_text_message_a_client_reads_back(rec
     data = [
         {"id": str(i), "ts": i, "price": 1.5, "size": 0.1, "side": "buy"} for i in range(records)
     ]
-    event = Event(channel=TRADES, seq=41, data=data, ts=0)
+    event = Event.of(channel=TRADES, seq=41, data=data, ts=0)
     frame = parse_frame(event.update_wire)
     assert frame.opcode is Opcode.TEXT and frame.fin and not (frame.rsv1 or frame.rsv2)
     assert frame.data.decode() == event.update_frame
@@ -61,25 +60,84 @@ def trade(i: int) -> dict:
     return {"id": str(i), "ts": int(time.time() * 1000), "price": 1.0, "size": 1.0, "side": "buy"}
 
 
-async def test_a_record_after_a_quiet_window_goes_at_once_and_a_burst_waits_for_the_window():
-    layer = get_channel_layer()
-    listener = await layer.new_channel("fast-path-test.")
-    await layer.group_add(channel_group(TRADES), listener)
-    publisher = Publisher(window_seconds=0.5)
+def test_merged_messages_say_which_seqs_they_carry_and_keep_every_record():
+    events = [Event.of(channel=TRADES, seq=s, data=[trade(s)], ts=s) for s in (5, 6, 7)]
+    merged = events_merge(events)
+    body = orjson.loads(merged.update_frame)
+    assert (body["from_seq"], body["seq"]) == (5, 7)
+    assert [t["id"] for t in body["data"]] == ["5", "6", "7"]
+    assert "from_seq" not in orjson.loads(events[0].update_frame)
+    # What a resume already sent is cut off a merged frame, record for record.
+    rest = event_after(merged, 5)
+    assert (rest.from_seq, rest.seq, [t["id"] for t in rest.data]) == (6, 7, ["6", "7"])
+    assert event_after(merged, 7) is None
+
+
+def test_merged_book_frames_carry_the_latest_state():
+    ticker = "ticker.sim.BTC-USD"
+    events = [Event.of(channel=ticker, seq=s, data={"last": s}, ts=s) for s in (1, 2)]
+    assert events_merge(events).data == {"last": 2}
+
+
+def test_merged_book_deltas_are_the_union_of_their_levels_the_later_winning():
+    book = "book.sim.BTC-USD"
+    deltas = [
+        {"bids": [[2, 1], [1, 0]], "asks": [[3, 1]], "checksum": 11, "ts": 1},
+        {"bids": [[2, 0], [1.5, 4]], "asks": [], "checksum": 22, "ts": 2},
+    ]
+    events = [Event.of(channel=book, seq=s, data=d, ts=s) for s, d in enumerate(deltas, 1)]
+    merged = events_merge(events)
+    assert merged.data == {
+        "bids": [[2, 0], [1.5, 4], [1, 0]],
+        "asks": [[3, 1]],
+        "checksum": 22,
+        "ts": 2,
+    }
+    assert (merged.from_seq, merged.seq) == (1, 2)
+
+
+async def stored_after(store, cursor: str) -> tuple[str, list]:
+    reader = store.reader()
+    try:
+        found = await asyncio.wait_for(reader.read({TRADES: cursor}), 5)
+    finally:
+        await reader.aclose()
+    messages = found[0][1] if found else []
+    return (messages[-1].id if messages else cursor), messages
+
+
+async def test_a_record_goes_at_once_and_records_arriving_meanwhile_share_the_next_message():
+    store = store_for_settings()
+    publisher = Publisher(store=store)
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
         await publisher.publish("trades", "sim", "BTC/USD", [trade(1)])
-        first = await asyncio.wait_for(layer.receive(listener), 5)
-        first_at = loop.time()
-        assert [t["id"] for t in first["data"]] == ["1"]
-        assert first_at - started < 0.25  # no batching delay on a quiet channel
+        cursor, first = await stored_after(store, "0-0")
+        assert [t["id"] for m in first for t in orjson.loads(m.data)] == ["1"]
+        assert loop.time() - started < 0.25  # no batching window
 
-        for i in range(2, 6):  # a burst right after: held for the rest of the window, one message
+        for i in range(2, 6):  # a burst in one loop turn: one message
             await publisher.publish("trades", "sim", "BTC/USD", [trade(i)])
-        second = await asyncio.wait_for(layer.receive(listener), 5)
-        assert [t["id"] for t in second["data"]] == ["2", "3", "4", "5"]
-        assert second["seq"] == first["seq"] + 1
-        assert loop.time() - first_at >= 0.4  # at most one message per window
+        await asyncio.sleep(0.2)
+        _, second = await stored_after(store, cursor)
+        assert [[t["id"] for t in orjson.loads(m.data)] for m in second] == [["2", "3", "4", "5"]]
+        assert second[0].seq == first[-1].seq + 1 and second[0].records == 4
     finally:
-        await layer.group_discard(channel_group(TRADES), listener)
+        await store.aclose()
+
+
+async def test_a_restarted_publisher_continues_the_numbering():
+    store = store_for_settings()
+    try:
+        first = Publisher(store=store)
+        await first.publish("trades", "sim", "BTC/USD", [trade(1)])
+        await first.flush()
+        await asyncio.sleep(0.1)
+        again = Publisher(store=store)  # a new feed process
+        await again.publish("trades", "sim", "BTC/USD", [trade(2)])
+        await asyncio.sleep(0.1)
+        _, messages = await stored_after(store, "0-0")
+        assert [m.seq for m in messages] == [1, 2]
+    finally:
+        await store.aclose()

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from marketdata.streaming.connection import Connection
-from marketdata.streaming.hub import Event
+from marketdata.streaming.events import Event
 
 
 class SlowSocket:
@@ -45,9 +45,9 @@ async def test_a_full_queue_turns_into_lagged_counts_and_a_fresh_book_snapshot()
     conn.start()
     for seq in range(1, 31):
         conn.deliver(
-            Event(channel="trades.sim.BTC-USD", seq=seq, data=[{"id": seq}, {"id": -seq}], ts=0)
+            Event.of(channel="trades.sim.BTC-USD", seq=seq, data=[{"id": seq}, {"id": -seq}], ts=0)
         )
-        book = Event(channel="book.sim.BTC-USD", seq=seq, data={"bids": [[seq, 1]]}, ts=0)
+        book = Event.of(channel="book.sim.BTC-USD", seq=seq, data={"bids": [[seq, 1]]}, ts=0)
         latest["book.sim.BTC-USD"] = book
         conn.deliver(book)
     assert conn.lagging_since is not None
@@ -80,7 +80,7 @@ async def test_a_client_that_stays_behind_is_reported_lagging_for_the_close_rule
     conn = connection(socket, {})
     conn.start()
     for seq in range(1, 20):
-        conn.deliver(Event(channel="trades.sim.BTC-USD", seq=seq, data=[{"id": seq}], ts=0))
+        conn.deliver(Event.of(channel="trades.sim.BTC-USD", seq=seq, data=[{"id": seq}], ts=0))
     since = conn.lagging_since
     assert since is not None and conn.lagging_for(since + 11) > 10
     await conn.stop()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 
 from accounts.services.api_keys import api_key_create
 from billing.usage import usage_live
-from marketdata.feeds.groups import channel_group
 from marketdata.feeds.publish import Publisher
 from marketdata.streaming import hub as hub_module
 from marketdata.streaming.hub import hub_peek
@@ -69,7 +68,10 @@ async def test_book_subscription_starts_with_a_snapshot_then_updates_follow_its_
     for comm in (first, second):
         update = await receive(comm)
         assert update["type"] == "update" and update["seq"] == snap["seq"] + 1
-        assert update["data"]["asks"] == [[103.0, 2.0]]
+        # Only what changed: the new levels, and size 0 for the levels that went.
+        assert update["data"]["bids"] == [[102.0, 1.0], [101.0, 0]]
+        assert update["data"]["asks"] == [[102.0, 0], [103.0, 2.0]]
+        assert update["data"]["checksum"] == zlib.crc32(b"102.0:1.0:103.0:2.0")
     await first.disconnect()
     await second.disconnect()
 
@@ -109,7 +111,7 @@ async def test_delivered_messages_are_counted_into_usage(acme_key, acme, monkeyp
     publisher = Publisher(window_seconds=0)
     for i in range(5):
         await publisher.publish("trades", "sim", "BTC/USD", [trade(i)])
-    for _ in range(5):
+        await publisher.flush()  # five messages, not one merged
         assert (await receive(comm))["type"] == "update"
     deadline = time.monotonic() + 5
     counted = 0
@@ -125,18 +127,22 @@ def _today():
     return datetime.now(UTC).date()
 
 
-async def test_leaving_clients_take_their_group_membership_and_slots_with_them(acme_key, acme):
+async def test_leaving_clients_free_their_slots_and_the_hub_stops_reading_later(
+    acme_key, acme, monkeypatch
+):
     comms = [await subscribed(acme_key, [TRADES, BOOK]) for _ in range(5)]
     hub = hub_peek()
-    layer = get_channel_layer()
-    conn = await layer.connection(layer.consistent_hash(channel_group(TRADES)))
-    group_key = layer._group_key(channel_group(TRADES))
-    assert await conn.zcard(group_key) == 1  # one membership for the process, not five
+    assert hub.joined == {TRADES, BOOK}  # one reader for the process, not five
     slots = hub.slots.client
     assert await slots.zcard(slots_key(acme.pk)) == 5
+    monkeypatch.setattr(hub_module, "LEAVE_AFTER_SECONDS", 0.5)
     await asyncio.gather(*(c.disconnect() for c in comms))
     await asyncio.sleep(0.2)
-    assert await conn.zcard(group_key) == 0
-    assert await conn.zcard(layer._group_key(channel_group(BOOK))) == 0
     assert await slots.zcard(slots_key(acme.pk)) == 0
+    assert not hub.connections
+    # Still read for a moment (a client cycling subscriptions costs no re-read), then left.
+    assert hub.joined == {TRADES, BOOK}
+    deadline = time.monotonic() + 5
+    while hub.joined and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the hub's state
+        await asyncio.sleep(0.2)
     assert hub.joined == set() and not hub.connections
