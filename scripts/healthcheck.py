@@ -1,0 +1,13 @@
+"""The image's HEALTHCHECK: GET /healthz on the web process's own port; exit 0 if it
+answered 200. Python, because the slim image has no curl."""
+
+import os
+import sys
+import urllib.request
+
+url = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz"
+try:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except OSError:
+    sys.exit(1)
