@@ -8,33 +8,82 @@ safely) and audit rows are read-only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from allauth.account.decorators import secure_admin_login
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
-from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.db.models import Count, Q, QuerySet
+from django.contrib.admin.options import InlineModelAdmin
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth.models import Group
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, User
+from accounts.decorators import signed_in_user
+from accounts.models import (
+    ApiKey,
+    AuditLog,
+    Invitation,
+    Membership,
+    User,
+    api_key_active_q,
+)
 from accounts.services.api_keys import api_key_revoke, api_key_status
 from accounts.services.audit import client_ip
+from quantsaas.admin_generics import (
+    AdminUserCreationForm,
+    ModelAdmin,
+    TabularInline,
+    UserChangeForm,
+)
+from quantsaas.admin_generics import UserAdmin as DjangoUserAdmin
+
+if TYPE_CHECKING:
+    pass
+
+# Operators sign in through allauth like everyone else, so its rate limits and the TOTP
+# step apply; Django's own admin login form (password only) is never served.
+# accounts.middleware.StaffMfaMiddleware then requires TOTP for staff on every admin page.
+# django-stubs declares login a method; replacing it on the site instance is the hook.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+
+# The operators' console is the product's, not Django's.
+admin.site.site_header = "QuantSaaS operations"
+admin.site.site_title = "QuantSaaS admin"
+admin.site.site_url = "/dashboard/"
+
+# One admin group per concept: people live under "Accounts and organizations", so
+# allauth's email addresses become part of the user page (below) instead of a second
+# "Accounts" group, and Django's permission groups (unused: staff are superusers or
+# not) leave the index.
+for _model in (EmailAddress, Group):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 # --- users ------------------------------------------------------------------------------
 
 
-class UserCreationAdminForm(AdminUserCreationForm):
-    class Meta(AdminUserCreationForm.Meta):
+class UserCreationAdminForm(AdminUserCreationForm[User]):
+    class Meta(auth_forms.AdminUserCreationForm.Meta):
         model = User
         fields = ("email",)
 
 
-class UserChangeAdminForm(UserChangeForm):
-    class Meta(UserChangeForm.Meta):
+class UserChangeAdminForm(UserChangeForm[User]):
+    class Meta(auth_forms.UserChangeForm.Meta):
         model = User
         fields = "__all__"
 
 
-class UserMembershipInline(admin.TabularInline):
+class EmailAddressInline(TabularInline[EmailAddress, User]):
+    model = EmailAddress
+    extra = 0
+    fields = ("email", "verified", "primary")
+    verbose_name_plural = "email addresses"
+
+
+class UserMembershipInline(TabularInline[Membership, User]):
     model = Membership
     fk_name = "user"
     extra = 0
@@ -45,7 +94,7 @@ class UserMembershipInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin[User]):
     """Django's UserAdmin with the email address in place of a username."""
 
     form = UserChangeAdminForm
@@ -63,14 +112,14 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("email", "first_name", "last_name")
     ordering = ("email",)
     date_hierarchy = "date_joined"
-    inlines = (UserMembershipInline,)
+    inlines = (EmailAddressInline, UserMembershipInline)
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Name", {"fields": ("first_name", "last_name")}),
         (
             "Permissions",
             {
-                "fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions"),
+                "fields": ("is_active", "is_staff", "is_superuser", "user_permissions"),
                 "classes": ("collapse",),
             },
         ),
@@ -87,63 +136,18 @@ class UserAdmin(DjangoUserAdmin):
     )
     readonly_fields = ("last_login", "date_joined")
 
-    def get_inlines(self, request: HttpRequest, obj: User | None):
+    def get_inlines(
+        self, request: HttpRequest, obj: User | None
+    ) -> tuple[type[InlineModelAdmin[Any, Any]], ...]:
         # A user being added has no memberships yet; the add form stays email and password.
         return self.inlines if obj is not None else ()
 
 
-# --- organizations and memberships ------------------------------------------------------
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    fk_name = "organization"
-    extra = 0
-    fields = ("user", "role", "created_at")
-    readonly_fields = ("created_at",)
-    autocomplete_fields = ("user",)
-
-
-@admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "is_personal", "member_count", "active_key_count", "created_at")
-    list_filter = ("is_personal", "created_at")
-    search_fields = ("name", "slug", "memberships__user__email")
-    prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("created_at",)
-    date_hierarchy = "created_at"
-    inlines = (MembershipInline,)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
-        # Counted in the one list query; distinct because the two joins multiply rows.
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _member_count=Count("memberships", distinct=True),
-                _active_key_count=Count(
-                    "api_keys",
-                    filter=Q(api_keys__revoked_at__isnull=True)
-                    & (
-                        Q(api_keys__expires_at__isnull=True)
-                        | Q(api_keys__expires_at__gt=timezone.now())
-                    ),
-                    distinct=True,
-                ),
-            )
-        )
-
-    @admin.display(description="members", ordering="_member_count")
-    def member_count(self, organization: Organization) -> int:
-        return organization._member_count
-
-    @admin.display(description="active keys", ordering="_active_key_count")
-    def active_key_count(self, organization: Organization) -> int:
-        return organization._active_key_count
+# --- memberships (the organization's own page is billing.admin_customers) ---------------
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ModelAdmin[Membership]):
     list_display = ("user", "organization", "role", "created_at")
     list_filter = ("role", "created_at")
     list_select_related = ("user", "organization")
@@ -159,10 +163,14 @@ class InvitationStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: ModelAdmin[Invitation]
+    ) -> list[tuple[str, str]]:
         return [(s, s) for s in ("pending", "accepted", "revoked", "expired")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Invitation]):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Invitation]
+    ) -> QuerySet[Invitation]:
         now = timezone.now()
         open_ = Q(accepted_at__isnull=True, revoked_at__isnull=True)
         filters = {
@@ -184,7 +192,7 @@ def invitation_status(invitation: Invitation) -> str:
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ModelAdmin[Invitation]):
     list_display = ("email", "organization", "role", "status", "invited_by", "created_at")
     list_filter = (InvitationStatusFilter, "role", "created_at")
     list_select_related = ("organization", "invited_by")
@@ -226,28 +234,30 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: ModelAdmin[ApiKey]
+    ) -> list[tuple[str, str]]:
         return [(s, s) for s in ("active", "revoked", "expired")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         now = timezone.now()
-        live = Q(revoked_at__isnull=True)
         filters = {
-            "active": live & (Q(expires_at__isnull=True) | Q(expires_at__gt=now)),
+            "active": api_key_active_q(now=now),
             "revoked": Q(revoked_at__isnull=False),
-            "expired": live & Q(expires_at__lte=now),
+            "expired": Q(revoked_at__isnull=True, expires_at__lte=now),
         }
         condition = filters.get(self.value() or "")
         return queryset.filter(condition) if condition is not None else queryset
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ModelAdmin[ApiKey]):
     list_display = (
         "name",
         "masked_key",
         "organization",
         "status",
+        "scope_list",
         "created_by",
         "created_at",
         "last_used_at",
@@ -257,23 +267,29 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ("organization", "created_by")
     search_fields = ("name", "prefix", "organization__name", "organization__slug")
     date_hierarchy = "created_at"
-    actions = ("revoke_selected",)
+    actions = ("revoke_selected", "revoke_selected_and_created")
     # key_hash is deliberately in neither list: it is a credential verifier, and an
     # editable hash would let anyone with admin access mint a key of their choosing.
     fields = (
         "organization",
         "name",
         "masked_key",
+        "scope_list",
         "created_by",
+        "created_by_key",
         "created_at",
         "expires_at",
         "revoked_at",
         "last_used_at",
     )
+    # Scopes are read-only here: widening a customer's key is theirs to decide, and
+    # they can narrow by creating a new key and revoking this one.
     readonly_fields = (
         "organization",
         "masked_key",
+        "scope_list",
         "created_by",
+        "created_by_key",
         "created_at",
         "revoked_at",
         "last_used_at",
@@ -296,16 +312,36 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def status(self, api_key: ApiKey) -> str:
         return api_key_status(api_key=api_key)
 
+    @admin.display(description="scopes")
+    def scope_list(self, api_key: ApiKey) -> str:
+        return ", ".join(api_key.scopes)
+
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = 0
         for api_key in queryset.select_related("organization").filter(revoked_at__isnull=True):
             api_key_revoke(
                 api_key=api_key,
-                actor=request.user,
+                actor=signed_in_user(request),
                 ip_address=client_ip(request),
             )
             revoked += 1
+        self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
+
+    @admin.action(
+        description="Revoke selected keys and the keys they created", permissions=["change"]
+    )
+    def revoke_selected_and_created(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = 0
+        for api_key in queryset.select_related("organization"):
+            revoked += len(
+                api_key_revoke(
+                    api_key=api_key,
+                    actor=signed_in_user(request),
+                    ip_address=client_ip(request),
+                    include_created=True,
+                )
+            )
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
 
 
@@ -313,7 +349,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ModelAdmin[AuditLog]):
     """Read-only: an audit trail an operator could edit would prove nothing."""
 
     list_display = ("created_at", "action", "organization", "actor", "actor_api_key", "target")

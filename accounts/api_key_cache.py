@@ -47,7 +47,8 @@ def api_key_cached(digest: str) -> ApiKey | None:
         if pickled is None or pickled == TOMBSTONE:
             return None
         _local.set(digest, pickled, since=mark)
-    return pickle.loads(pickled)  # noqa: S301 - bytes we pickled ourselves
+    api_key: ApiKey = pickle.loads(pickled)  # noqa: S301 - bytes we pickled ourselves
+    return api_key
 
 
 def api_key_cache_store(api_key: ApiKey) -> None:

@@ -1,9 +1,11 @@
+from typing import Any
+
 from django.http import HttpRequest
 
 from accounts.selectors import memberships_for_user
 
 
-def organization(request: HttpRequest) -> dict:
+def organization(request: HttpRequest) -> dict[str, Any]:
     """The current organization and the switcher's choices, for the site header."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

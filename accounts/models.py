@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, ClassVar
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def _create(self, email: str, password: str | None, **extra) -> User:
+    def _create(self, email: str, password: str | None, **extra: Any) -> User:
         if not email:
             raise ValueError("An email address is required.")
         user = self.model(email=self.normalize_email(email).lower(), **extra)
@@ -19,12 +23,12 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
-    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> User:
         extra.setdefault("is_staff", False)
         extra.setdefault("is_superuser", False)
         return self._create(email, password, **extra)
 
-    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
         extra["is_staff"] = True
         extra["is_superuser"] = True
         return self._create(email, password, **extra)
@@ -33,13 +37,15 @@ class UserManager(BaseUserManager):
 class User(AbstractUser):
     """People log in with their email address; there is no username."""
 
-    username = None
+    # Removing the inherited field is Django's documented way; the stubs declare it a str.
+    username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects = UserManager()
+    # The stubs fix the manager to Django's UserManager; ours creates users by email.
+    objects = UserManager()  # type: ignore[misc, assignment]
 
     class Meta:
         ordering = ["email"]
@@ -57,6 +63,15 @@ class Organization(models.Model):
         default=False, help_text="Created automatically for a user at signup."
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Who created it, kept when they leave: the per-user organization cap counts
+    # what a person created, so handing an organization over does not free a slot.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
     )
@@ -141,6 +156,46 @@ class Invitation(models.Model):
         )
 
 
+class ApiKeyScope(models.TextChoices):
+    """What a key may do; each scope grants only its own area (docs/decisions.md)."""
+
+    READ = "read", "Read: market data, analytics, usage"
+    TRADE_ANALYTICS = "trade-analytics", "Trade analytics: backtests"
+    ADMIN = "admin", "Admin: manage keys and members"
+
+
+def api_key_scopes_default() -> list[str]:
+    """New keys read only; anything more is asked for."""
+    return [ApiKeyScope.READ.value]
+
+
+def api_key_scopes_normalize(scopes: Iterable[str]) -> list[str]:
+    """Known scopes, each once, in the declared order (so lists compare and display alike)."""
+    wanted = set(scopes)
+    return [scope for scope in ApiKeyScope.values if scope in wanted]
+
+
+def api_key_active_q(*, now: datetime | None = None, through: str = "") -> models.Q:
+    """The one definition of an active API key, as a database condition: not revoked,
+    and no expiry or one still ahead of `now`. `through` reaches the keys across a
+    relation (``"api_keys__"`` from an organization)."""
+    moment = now or timezone.now()
+    return models.Q(**{f"{through}revoked_at__isnull": True}) & (
+        models.Q(**{f"{through}expires_at__isnull": True})
+        | models.Q(**{f"{through}expires_at__gt": moment})
+    )
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self, *, now: datetime | None = None) -> ApiKeyQuerySet:
+        """Keys that authenticate at `now` (default: this instant)."""
+        return self.filter(api_key_active_q(now=now))
+
+    def inactive(self, *, now: datetime | None = None) -> ApiKeyQuerySet:
+        """Keys revoked or expired at `now`: what must lose an open stream."""
+        return self.exclude(api_key_active_q(now=now))
+
+
 class ApiKey(models.Model):
     """A credential for programs. Only the SHA-256 of the key is stored."""
 
@@ -154,10 +209,24 @@ class ApiKey(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    created_by_key = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="created_keys",
+        help_text="The API key that created this one, if a program did.",
+    )
+    scopes = models.JSONField(
+        default=api_key_scopes_default,
+        help_text="Any of: read, trade-analytics, admin.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -170,11 +239,16 @@ class ApiKey(models.Model):
     def masked(self) -> str:
         return f"{self.prefix}…{self.last_four}"
 
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def is_expired(self, *, now: datetime | None = None) -> bool:
+        """Past its expiry at `now` (revoked or not): `api_key_active_q` in Python."""
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
     @property
     def is_active(self) -> bool:
-        if self.revoked_at is not None:
-            return False
-        return self.expires_at is None or self.expires_at > timezone.now()
+        return self.revoked_at is None and not self.is_expired()
 
 
 class AuditLog(models.Model):

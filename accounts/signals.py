@@ -1,17 +1,22 @@
 """Reactions to changes: a personal organization at signup, cached API keys dropped."""
 
+from typing import Any
+
 from allauth.account.signals import user_signed_up
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from django.http import HttpRequest
 
 from accounts.api_key_cache import api_key_cache_forget
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, User
 from accounts.services.organizations import personal_organization_ensure
 
 
 @receiver(user_signed_up)
-def create_personal_organization(sender, request, user, **kwargs) -> None:
+def create_personal_organization(
+    sender: object, request: HttpRequest | None, user: User, **kwargs: Any
+) -> None:
     personal_organization_ensure(user=user)
 
 
@@ -22,14 +27,16 @@ def _forget_now_and_after_commit(digests: list[str]) -> None:
 
 
 @receiver([post_save, post_delete], sender=ApiKey)
-def forget_cached_api_key(sender, instance: ApiKey, **kwargs) -> None:
+def forget_cached_api_key(sender: type[ApiKey], instance: ApiKey, **kwargs: Any) -> None:
     if kwargs.get("created"):
         return  # nothing cached yet
     _forget_now_and_after_commit([instance.key_hash])
 
 
 @receiver([post_save, post_delete], sender=Organization)
-def forget_cached_api_keys_of_organization(sender, instance: Organization, **kwargs) -> None:
+def forget_cached_api_keys_of_organization(
+    sender: type[Organization], instance: Organization, **kwargs: Any
+) -> None:
     # Cached keys carry their organization; an edited or deleted one must not linger.
     if kwargs.get("created"):
         return

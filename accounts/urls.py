@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts.views import api_keys, invitations, organizations, team
+from accounts.views import api_keys, invitations, organizations, team, verification
 
 urlpatterns = [
     # organizations: create and switch the current one
@@ -21,6 +21,12 @@ urlpatterns = [
         "team/members/<int:membership_id>/remove/",
         team.membership_remove,
         name="membership_remove",
+    ),
+    # a new email-verification link, for people whose first one never arrived
+    path(
+        "accounts/verification/resend/",
+        verification.verification_resend,
+        name="verification_resend",
     ),
     # the link in an invitation email
     path("invitations/<str:token>/", invitations.invitation_accept, name="invitation_accept"),

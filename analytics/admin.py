@@ -1,16 +1,27 @@
 """Operators' view of backtest jobs and the stored live analytics (read-only: the jobs'
 rows are written by the worker, the analytics by the feed runner)."""
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from analytics.models import Backtest, OfiSecond, VpinBucket
 
+if TYPE_CHECKING:
+    # ModelAdmin is generic in django-stubs only; subscripting it at runtime would need
+    # django_stubs_ext's monkeypatch, a development-only package.
+    _ModelAdmin = admin.ModelAdmin[Model]
+else:
+    _ModelAdmin = admin.ModelAdmin
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
+
+class ReadOnlyAdmin(_ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 

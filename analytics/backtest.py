@@ -22,28 +22,68 @@ Plain numpy: no Django here, so notebooks can import it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 MS_PER_YEAR = 365.25 * 86_400_000
 BP = 1e-4
 
 
+def _window_moments(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum and sum of squares of every run of ``window`` consecutive values, each about a
+    local centre, with that centre: O(n) time and memory (no n x window array).
+
+    The series is cut into blocks of ``window`` values, each centred on its first value,
+    with prefix sums inside each block. A window is the tail of one block and the head of
+    the next, so its sums come from two prefix sums shifted to the later block's centre.
+    Sums of values near their own window's level keep the precision that one cumulative
+    sum over the whole series would lose (prices near 60,000, small spreads).
+    """
+    n = x.size
+    blocks = -(-n // window)
+    padded = np.concatenate((x, np.full(blocks * window - n, x[-1])))
+    grid = padded.reshape(blocks, window)
+    centre = grid[:, 0].copy()
+    centred = grid - centre[:, None]
+    sum1 = np.cumsum(centred, axis=1)
+    sum2 = np.cumsum(centred * centred, axis=1)
+    ends = np.arange(window - 1, n)
+    block, col = ends // window, ends % window
+    prev = np.maximum(block - 1, 0)
+    tail = col < window - 1  # the window also takes the tail of the previous block
+    tail1 = np.where(tail, sum1[prev, -1] - sum1[prev, col], 0.0)
+    tail2 = np.where(tail, sum2[prev, -1] - sum2[prev, col], 0.0)
+    count = window - 1 - col
+    shift = np.where(tail, centre[prev] - centre[block], 0.0)
+    s1 = sum1[block, col] + tail1 + count * shift
+    s2 = sum2[block, col] + tail2 + 2.0 * shift * tail1 + count * shift * shift
+    return centre[block], s1, s2
+
+
 def _rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
     out = np.full(x.size, np.nan)
     if x.size >= window:
-        out[window - 1 :] = sliding_window_view(x, window).mean(axis=1)
+        centre, s1, _ = _window_moments(x, window)
+        out[window - 1 :] = centre + s1 / window
     return out
 
 
 def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
+    """Sample standard deviation (ddof=1) of every window, O(n).
+
+    A window without any change of value has exactly 0, counted with integers: rounding
+    in the sums would otherwise turn a flat window into a tiny spread and a huge z-score.
+    """
     out = np.full(x.size, np.nan)
     if x.size >= window and window > 1:
-        out[window - 1 :] = sliding_window_view(x, window).std(axis=1, ddof=1)
+        _, s1, s2 = _window_moments(x, window)
+        variance = np.maximum(s2 - s1 * s1 / window, 0.0) / (window - 1)
+        changes = np.concatenate(([0], np.cumsum(x[1:] != x[:-1])))
+        flat = changes[window - 1 :] == changes[: x.size - window + 1]
+        out[window - 1 :] = np.where(flat, 0.0, np.sqrt(variance))
     return out
 
 
@@ -145,7 +185,7 @@ def metrics_compute(
     changes = np.abs(np.diff(np.concatenate(([0.0], position))))
     max_dd, dd_ms = _drawdown(equity, ts_ms) if n else (0.0, 0)
 
-    def ratio(num, den):
+    def ratio(num: float | None, den: float | None) -> float | None:
         return None if num is None or not den else float(num / den * np.sqrt(bars_per_year))
 
     return {
@@ -168,7 +208,7 @@ def backtest(
     close: ArrayLike,
     *,
     interval_ms: int,
-    params: dict | None = None,
+    params: Mapping[str, float] | None = None,
     fee_bp: float = 0.0,
     slippage_bp: float = 0.0,
     allow_short: bool = True,

@@ -19,8 +19,13 @@ Plain numpy/scipy: no Django here, so notebooks can import it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeAlias
+
 import numpy as np
 from scipy.special import erfcx, log_ndtr, ndtr, ndtri
+
+from analytics.arrays import BoolArray, FloatArray
 
 SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 HALF_LOG_2PI = float(0.5 * np.log(2.0 * np.pi))
@@ -40,13 +45,13 @@ _TAYLOR_ORDER = 13  # highest odd derivative used; t < 0.05 makes later terms < 
 _ASYMPTOTIC_TERMS = 40  # |h + t| > 9.79: the series' smallest term lies near k = 48
 
 
-def _bracket_small_t(h: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _bracket_small_t(h: FloatArray, t: FloatArray) -> FloatArray:
     """Y(h+t) - Y(h-t) by its Taylor series in t, Y(z) = 2 Phi(z) exp(z^2/2).
 
     Only odd derivatives survive; they follow from Y' = z Y + sqrt(2/pi) by the recursion
     Y^(n+1) = h Y^(n) + n Y^(n-1).
     """
-    prev = erfcx(-h / np.sqrt(2.0))
+    prev: FloatArray = erfcx(-h / np.sqrt(2.0))
     cur = h * prev + SQRT_2_OVER_PI
     coef = 2.0 * t
     total = coef * cur
@@ -59,7 +64,7 @@ def _bracket_small_t(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     return total
 
 
-def _bracket_asymptotic(h: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _bracket_asymptotic(h: FloatArray, t: FloatArray) -> FloatArray:
     """Y(h+t) - Y(h-t) for h + t << 0 from Y(z) ~ sqrt(2/pi) sum (-1)^k (2k-1)!! |z|^-(2k+1).
 
     Each difference |h+t|^-n - |h-t|^-n is formed as |h+t|^-n * -expm1(n log1p(-2t/|h-t|)), so
@@ -79,14 +84,14 @@ def _bracket_asymptotic(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     return SQRT_2_OVER_PI * total
 
 
-def _bracket(h: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _bracket(h: FloatArray, t: FloatArray) -> FloatArray:
     """Y(h+t) - Y(h-t), choosing per element the evaluation that does not cancel.
 
     The erfcx difference is computed for every element in bulk (whole-array operations are
     what make numpy fast); only the few elements of the other regions are recomputed.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        out = erfcx((h + t) * -_INV_SQRT_2)
+        out: FloatArray = erfcx((h + t) * -_INV_SQRT_2)
         out -= erfcx((h - t) * -_INV_SQRT_2)
     in_wing = (h < _ASYMPTOTIC_H) & (h + t < _ASYMPTOTIC_H + _ASYMPTOTIC_T)
     asymptotic = np.flatnonzero(in_wing)
@@ -98,7 +103,7 @@ def _bracket(h: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
-def otm_call(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+def otm_call(x: FloatArray, s: FloatArray) -> FloatArray:
     """Normalised out-of-the-money call b(x, s) for x <= 0, s > 0 (1-D float arrays)."""
     h = x / s
     t = 0.5 * s
@@ -116,7 +121,7 @@ def otm_call(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_otm_call(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+def log_otm_call(x: FloatArray, s: FloatArray) -> FloatArray:
     """ln b(x, s) for x <= 0; below h + t = 0.85 without ever forming b, so nothing underflows."""
     h = x / s
     t = 0.5 * s
@@ -131,14 +136,19 @@ def log_otm_call(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_otm_call_complement(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+def log_otm_call_complement(x: FloatArray, s: FloatArray) -> FloatArray:
     """ln(e^{x/2} - b(x, s)): the distance to the upper bound as a sum of two positive terms."""
     h = x / s
     t = 0.5 * s
-    return np.logaddexp(0.5 * x + log_ndtr(-(h + t)), -0.5 * x + log_ndtr(h - t))
+    # Named and typed: scipy's ufuncs are typed as returning Any.
+    call_term: FloatArray = 0.5 * x + log_ndtr(-(h + t))
+    put_term: FloatArray = -0.5 * x + log_ndtr(h - t)
+    return np.logaddexp(call_term, put_term)
 
 
-def _householder(newton, h2, h3):
+def _householder(
+    newton: FloatArray, h2: FloatArray, h3: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """Third-order Householder step from the Newton step and the ratios g''/g', g'''/g'."""
     factor = (1.0 + 0.5 * h2 * newton) / (1.0 + newton * (h2 + h3 * newton / 6.0))
     # Far from the root the rational correction can shrink the step to nothing and stall the
@@ -147,7 +157,7 @@ def _householder(newton, h2, h3):
     return np.where(sane, newton * factor, newton), newton
 
 
-def _vega_ratios(x, s):
+def _vega_ratios(x: FloatArray, s: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
     h = x / s
     t = 0.5 * s
     log_vega = -HALF_LOG_2PI - 0.5 * (h * h + t * t)
@@ -158,8 +168,20 @@ def _vega_ratios(x, s):
 
 _MAX_ITERATIONS = 60
 
+# ((Householder step, Newton step), whether s lies above the root) of one objective.
+_Step: TypeAlias = Callable[
+    [FloatArray, FloatArray, FloatArray], tuple[tuple[FloatArray, FloatArray], BoolArray]
+]
 
-def _iterate(x, target, s, lo, hi, step):
+
+def _iterate(
+    x: FloatArray,
+    target: FloatArray,
+    s: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    step: _Step,
+) -> FloatArray:
     """Safeguarded iteration shared by both branches; only unconverged elements are recomputed.
 
     ``step(x, target, s)`` returns (householder step, whether s lies above the root).
@@ -190,7 +212,9 @@ def _iterate(x, target, s, lo, hi, step):
     return s
 
 
-def _step_low(x, log_beta, s):
+def _step_low(
+    x: FloatArray, log_beta: FloatArray, s: FloatArray
+) -> tuple[tuple[FloatArray, FloatArray], BoolArray]:
     """Householder step on g(s) = 1/ln b(s) - 1/ln beta, nearly linear in s near zero."""
     big_l = log_otm_call(x, s)
     log_vega, q, q2 = _vega_ratios(x, s)
@@ -202,7 +226,9 @@ def _step_low(x, log_beta, s):
     return _householder(newton, h2, h3), big_l > log_beta
 
 
-def _step_high(x, log_gap, s):
+def _step_high(
+    x: FloatArray, log_gap: FloatArray, s: FloatArray
+) -> tuple[tuple[FloatArray, FloatArray], BoolArray]:
     """Householder step on g(s) = ln(b_max - b(s)) - ln(b_max - beta)."""
     log_c = log_otm_call_complement(x, s)
     log_vega, q, q2 = _vega_ratios(x, s)
@@ -213,7 +239,9 @@ def _step_high(x, log_gap, s):
     return _householder(newton, h2, h3), log_c < log_gap
 
 
-def _step_mid(x, log_beta, s):
+def _step_mid(
+    x: FloatArray, log_beta: FloatArray, s: FloatArray
+) -> tuple[tuple[FloatArray, FloatArray], BoolArray]:
     """Householder step on g(s) = ln b(s) - ln beta, for prices above the inflection point
     but still below half the upper bound, where ln(b_max - b) would drop digits of beta."""
     big_l = log_otm_call(x, s)
@@ -225,7 +253,7 @@ def _step_mid(x, log_beta, s):
     return _householder(newton, h2, h3), big_l > log_beta
 
 
-def implied_s(x: np.ndarray, beta: np.ndarray, gap: np.ndarray) -> np.ndarray:
+def implied_s(x: FloatArray, beta: FloatArray, gap: FloatArray) -> FloatArray:
     """Total volatility s with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2}.
 
     ``gap`` is e^{x/2} - beta computed by the caller from the original price, so that the

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 from numba import float64, int8, njit, prange, types, void
 
+from analytics.arrays import FloatArray
 from analytics.special_jit import (
     INV_SQRT_2,
     JIT_OPTIONS,
@@ -56,7 +60,7 @@ OK, INVALID_INPUT, NO_TIME_VALUE, BELOW_INTRINSIC, ABOVE_UPPER_BOUND = 0, 1, 2, 
 
 
 @njit(**JIT_OPTIONS)
-def _bracket_small_t(h, t):
+def _bracket_small_t(h: float, t: float) -> float:
     prev = erfcx(-h * INV_SQRT_2)
     cur = h * prev + SQRT_2_OVER_PI
     coef = 2.0 * t
@@ -71,7 +75,7 @@ def _bracket_small_t(h, t):
 
 
 @njit(**JIT_OPTIONS)
-def _bracket_asymptotic(h, t):
+def _bracket_asymptotic(h: float, t: float) -> float:
     u1 = -(h + t)
     u2 = t - h
     ell = math.log1p(-2.0 * t / u2)
@@ -92,7 +96,7 @@ def _bracket_asymptotic(h, t):
 
 
 @njit(**JIT_OPTIONS)
-def _bracket(h, t):
+def _bracket(h: float, t: float) -> float:
     """Y(h+t) - Y(h-t) by the evaluation that does not cancel (see analytics.black)."""
     if h < _ASYMPTOTIC_H and h + t < _ASYMPTOTIC_H + _ASYMPTOTIC_T:
         return _bracket_asymptotic(h, t)
@@ -102,7 +106,7 @@ def _bracket(h, t):
 
 
 @njit(**JIT_OPTIONS)
-def otm_call(x, s):
+def otm_call(x: float, s: float) -> float:
     """Normalised out-of-the-money call b(x, s) for x <= 0, s > 0."""
     h = x / s
     t = 0.5 * s
@@ -112,7 +116,7 @@ def otm_call(x, s):
 
 
 @njit(**JIT_OPTIONS)
-def _log_otm_call(x, s):
+def _log_otm_call(x: float, s: float) -> float:
     h = x / s
     t = 0.5 * s
     if h + t > _DIRECT_H_PLUS_T:
@@ -121,7 +125,7 @@ def _log_otm_call(x, s):
 
 
 @njit(**JIT_OPTIONS)
-def _log_otm_call_complement(x, s):
+def _log_otm_call_complement(x: float, s: float) -> float:
     h = x / s
     t = 0.5 * s
     a = 0.5 * x + log_norm_cdf(-(h + t))
@@ -133,7 +137,7 @@ def _log_otm_call_complement(x, s):
 
 
 @njit(**JIT_OPTIONS)
-def _householder(newton, h2, h3):
+def _householder(newton: float, h2: float, h3: float) -> float:
     factor = (1.0 + 0.5 * h2 * newton) / (1.0 + newton * (h2 + h3 * newton / 6.0))
     if factor > 0.1 and factor < 10.0:
         return newton * factor
@@ -141,7 +145,7 @@ def _householder(newton, h2, h3):
 
 
 @njit(**JIT_OPTIONS)
-def _step(branch, x, target, s):
+def _step(branch: int, x: float, target: float, s: float) -> tuple[float, float, bool]:
     """(Householder step, Newton step, whether s lies above the root) of one objective:
     1/ln b (low), ln b (mid) or ln(b_max - b) (high), as in analytics.black."""
     h = x / s
@@ -172,7 +176,7 @@ def _step(branch, x, target, s):
 
 
 @njit(**JIT_OPTIONS)
-def _iterate(branch, x, target, s, lo, hi):
+def _iterate(branch: int, x: float, target: float, s: float, lo: float, hi: float) -> float:
     for _ in range(_MAX_ITERATIONS):
         ds, newton, above = _step(branch, x, target, s)
         if above:
@@ -191,7 +195,7 @@ def _iterate(branch, x, target, s, lo, hi):
 
 
 @njit(**JIT_OPTIONS)
-def implied_s(x, beta, gap):
+def implied_s(x: float, beta: float, gap: float) -> float:
     """Total volatility s with b(x, s) = beta, for x <= 0 and 0 < beta < e^{x/2}."""
     s_c = math.sqrt(-2.0 * x)
     b_c = otm_call(x, s_c) if x < 0.0 else 0.0
@@ -215,7 +219,15 @@ def implied_s(x, beta, gap):
 
 
 @njit(**JIT_OPTIONS)
-def _price_one(spot, strike, expiry, rate, q, vol, intrinsic):
+def _price_one(
+    spot: float,
+    strike: float,
+    expiry: float,
+    rate: float,
+    q: float,
+    vol: float,
+    intrinsic: float,
+) -> float:
     """Intrinsic value (formed by numpy in analytics.options, so that prices are never an ulp
     below what either implementation inverts against) plus the out-of-the-money value."""
     s = vol * math.sqrt(expiry)
@@ -234,7 +246,16 @@ def _price_one(spot, strike, expiry, rate, q, vol, intrinsic):
 
 
 @njit(**JIT_OPTIONS)
-def _implied_one(price, spot, strike, expiry, x, scale, intrinsic, upper):
+def _implied_one(
+    price: float,
+    spot: float,
+    strike: float,
+    expiry: float,
+    x: float,
+    scale: float,
+    intrinsic: float,
+    upper: float,
+) -> tuple[float, int]:
     """The checks of analytics.options.implied_volatility in the same order, on the x, scale
     and bounds it formed, with the same arithmetic: both give every option the same reason."""
     time_value = price - intrinsic
@@ -264,19 +285,48 @@ _IMPLIED_SIGNATURE = void(*([_INPUT] * 8), float64[:], int8[:])
 
 
 @njit(_PRICE_SIGNATURE, **JIT_OPTIONS)
-def _price_serial(spot, strike, expiry, rate, q, vol, intrinsic, out):
+def _price_serial(
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    vol: FloatArray,
+    intrinsic: FloatArray,
+    out: FloatArray,
+) -> None:
     for i in range(out.size):
         out[i] = _price_one(spot[i], strike[i], expiry[i], rate[i], q[i], vol[i], intrinsic[i])
 
 
 @njit(_PRICE_SIGNATURE, parallel=True, **JIT_OPTIONS)
-def _price_parallel(spot, strike, expiry, rate, q, vol, intrinsic, out):
+def _price_parallel(
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    vol: FloatArray,
+    intrinsic: FloatArray,
+    out: FloatArray,
+) -> None:
     for i in prange(out.size):
         out[i] = _price_one(spot[i], strike[i], expiry[i], rate[i], q[i], vol[i], intrinsic[i])
 
 
 @njit(_IMPLIED_SIGNATURE, **JIT_OPTIONS)
-def _implied_serial(price, spot, strike, expiry, x, scale, intrinsic, upper, out, code):
+def _implied_serial(
+    price: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    x: FloatArray,
+    scale: FloatArray,
+    intrinsic: FloatArray,
+    upper: FloatArray,
+    out: FloatArray,
+    code: npt.NDArray[np.int8],
+) -> None:
     for i in range(out.size):
         out[i], code[i] = _implied_one(
             price[i], spot[i], strike[i], expiry[i], x[i], scale[i], intrinsic[i], upper[i]
@@ -284,7 +334,18 @@ def _implied_serial(price, spot, strike, expiry, x, scale, intrinsic, upper, out
 
 
 @njit(_IMPLIED_SIGNATURE, parallel=True, **JIT_OPTIONS)
-def _implied_parallel(price, spot, strike, expiry, x, scale, intrinsic, upper, out, code):
+def _implied_parallel(
+    price: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    x: FloatArray,
+    scale: FloatArray,
+    intrinsic: FloatArray,
+    upper: FloatArray,
+    out: FloatArray,
+    code: npt.NDArray[np.int8],
+) -> None:
     for i in prange(out.size):
         out[i], code[i] = _implied_one(
             price[i], spot[i], strike[i], expiry[i], x[i], scale[i], intrinsic[i], upper[i]
@@ -296,7 +357,7 @@ _PUT = np.array([ord(c) for c in "put"], dtype=np.uint32)
 
 
 @njit(**JIT_OPTIONS)
-def _is(codes, i, word):
+def _is(codes: npt.NDArray[np.uint32], i: int, word: npt.NDArray[np.uint32]) -> bool:
     """Row i spells ``word`` followed by nothing but NUL padding."""
     same = True
     for j in range(codes.shape[1]):
@@ -305,7 +366,7 @@ def _is(codes, i, word):
 
 
 @njit(**JIT_OPTIONS)
-def _signs(codes, out):
+def _signs(codes: npt.NDArray[np.uint32], out: FloatArray) -> bool:
     """+1 for "call", -1 for "put" from UTF-32 code points; False if any is something else."""
     for i in range(out.size):
         if _is(codes, i, _CALL):
@@ -317,7 +378,7 @@ def _signs(codes, out):
     return True
 
 
-def signs(kinds: np.ndarray) -> np.ndarray | None:
+def signs(kinds: npt.NDArray[np.str_]) -> FloatArray | None:
     """The sign of each kind in one pass (numpy needs two string comparisons and a where);
     None when some kind is neither "call" nor "put"."""
     kinds = np.ascontiguousarray(kinds)
@@ -335,7 +396,9 @@ _CHUNK = 4096
 _parallel_lock = threading.Lock()
 
 
-def _run(serial, parallel, n: int, *arrays) -> None:
+def _run(
+    serial: Callable[..., None], parallel: Callable[..., None], n: int, *arrays: npt.NDArray[Any]
+) -> None:
     # Security of the process, not just speed: a second concurrent parallel launch would
     # abort it (see the module docstring), so the lock is taken without waiting.
     if n >= PARALLEL_MIN and _parallel_lock.acquire(blocking=False):
@@ -350,7 +413,15 @@ def _run(serial, parallel, n: int, *arrays) -> None:
         serial(*arrays)
 
 
-def price(spot, strike, expiry, rate, q, vol, intrinsic) -> np.ndarray:
+def price(
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    vol: FloatArray,
+    intrinsic: FloatArray,
+) -> FloatArray:
     """bsm_price over equal-length 1-D float arrays (any strides), given the intrinsic values."""
     out = np.empty(spot.size)
     arrays = (spot, strike, expiry, rate, q, vol, intrinsic, out)
@@ -359,8 +430,15 @@ def price(spot, strike, expiry, rate, q, vol, intrinsic) -> np.ndarray:
 
 
 def implied(
-    price_, spot, strike, expiry, x, scale, intrinsic, upper
-) -> tuple[np.ndarray, np.ndarray]:
+    price_: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    x: FloatArray,
+    scale: FloatArray,
+    intrinsic: FloatArray,
+    upper: FloatArray,
+) -> tuple[FloatArray, npt.NDArray[np.int8]]:
     """(volatility, reason code) over equal-length 1-D float arrays (any strides), given x,
     D sqrt(F K), the intrinsic value and the upper bound as analytics.options forms them."""
     out = np.empty(spot.size)

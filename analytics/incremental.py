@@ -61,7 +61,7 @@ class IncrementalOfi:
         if self._interval is None:
             self._interval = interval
         elif interval > self._interval:
-            closed = self._close()
+            closed = self._close(self._interval)
             self._interval = interval
         if self._prev is None:
             e = 0.0  # the first update has nothing to compare with, as in the batch
@@ -79,8 +79,9 @@ class IncrementalOfi:
         self._prev = (bid_px, bid_sz, ask_px, ask_sz)
         return closed
 
-    def _close(self) -> OfiInterval:
-        out = OfiInterval(self._interval * self.interval_ms, self._sum, self._updates)
+    def _close(self, interval: int) -> OfiInterval:
+        """The open interval (passed in: the caller knows one is open) as a result."""
+        out = OfiInterval(interval * self.interval_ms, self._sum, self._updates)
         self._sum, self._updates = 0.0, 0
         return out
 
@@ -88,7 +89,7 @@ class IncrementalOfi:
         """Close the open interval (end of a tape); the next update starts a new one."""
         if self._interval is None or self._updates == 0:
             return None
-        out = self._close()
+        out = self._close(self._interval)
         self._interval = None
         return out
 

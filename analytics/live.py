@@ -28,14 +28,24 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 
 from analytics import selectors
-from analytics.incremental import IncrementalOfi, IncrementalVpin, TrailingSigma
+from analytics.incremental import (
+    IncrementalOfi,
+    IncrementalVpin,
+    OfiInterval,
+    TrailingSigma,
+    VpinBucket,
+)
 from analytics.services import OfiRow, VpinRow, live_analytics_store
 from marketdata.models import Instrument
 from marketdata.records import BookUpdate, TradeRecord
+
+if TYPE_CHECKING:  # the feed runner, which imports this module, owns the publisher
+    from marketdata.feeds.publish import FeedPublisher, JsonRecord
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +95,7 @@ def _now_ms() -> int:
 
 
 class LiveAnalytics:
-    def __init__(self, *, publisher, instruments: list[Instrument]) -> None:
+    def __init__(self, *, publisher: FeedPublisher, instruments: list[Instrument]) -> None:
         self.publisher = publisher
         self.instruments = instruments
         self._states: dict[tuple[str, str], _State] = {}
@@ -138,9 +148,9 @@ class LiveAnalytics:
             if buckets:
                 await self._vpin_emit(state, buckets)
 
-    async def _ofi_emit(self, state: _State, intervals) -> None:
+    async def _ofi_emit(self, state: _State, intervals: list[OfiInterval]) -> None:
         instrument = state.instrument
-        payload = [
+        payload: list[JsonRecord] = [
             {"ts": i.start_ms, "ofi": i.ofi, "updates": i.updates, "interval_ms": OFI_INTERVAL_MS}
             for i in intervals
         ]
@@ -149,9 +159,9 @@ class LiveAnalytics:
             OfiRow(instrument.pk, i.start_ms, i.ofi, i.updates) for i in intervals
         )
 
-    async def _vpin_emit(self, state: _State, buckets) -> None:
+    async def _vpin_emit(self, state: _State, buckets: list[VpinBucket]) -> None:
         instrument, vpin = state.instrument, state.vpin
-        payload = [
+        payload: list[JsonRecord] = [
             {
                 "ts": b.ts_ms,
                 "buy_volume": b.buy_volume,

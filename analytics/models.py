@@ -37,6 +37,13 @@ class Backtest(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running the job."
+    )
+    charged = models.BooleanField(
+        default=True,
+        help_text="Counts against the daily allowance (not when the worker died under it).",
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -1,6 +1,6 @@
 """Black-Scholes-Merton prices, greeks and implied volatility, vectorised over numpy arrays.
 
-Units follow API.md: rates, dividend yields and volatilities are continuously compounded
+Units follow docs/api.md: rates, dividend yields and volatilities are continuously compounded
 decimals, expiry is in years, and greeks are plain partial derivatives per unit of the input
 (vega per 1.00 of volatility, rho per 1.00 of rate, theta per year of calendar time passing).
 Every argument broadcasts against the others; ``kind`` is "call", "put" or an array of them.
@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import NamedTuple
+from typing import Literal, NamedTuple, Protocol, overload
 
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
 from analytics import black
+from analytics.arrays import FloatArray
 
 REASON_BELOW_INTRINSIC = "below_intrinsic"
 REASON_ABOVE_UPPER_BOUND = "above_upper_bound"
@@ -39,21 +41,21 @@ logger = logging.getLogger(__name__)
 
 
 class Greeks(NamedTuple):
-    delta: np.ndarray
-    gamma: np.ndarray
-    vega: np.ndarray
-    theta: np.ndarray
-    rho: np.ndarray
+    delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    theta: FloatArray
+    rho: FloatArray
 
 
 class ImpliedVolatility(NamedTuple):
     """``volatility`` is NaN exactly where ``reason`` is non-empty."""
 
-    volatility: np.ndarray
-    reason: np.ndarray
+    volatility: FloatArray
+    reason: npt.NDArray[np.str_]
 
 
-def _sign(kind: ArrayLike) -> np.ndarray:
+def _sign(kind: ArrayLike) -> FloatArray:
     """+1 for calls, -1 for puts; anything else is a caller error, not a silent call."""
     kinds = np.asarray(kind)
     kernels = _kernels() if kinds.dtype.kind == "U" and kinds.size > 1 else None
@@ -69,7 +71,7 @@ def _sign(kind: ArrayLike) -> np.ndarray:
     return np.where(is_call, 1.0, -1.0)
 
 
-def _inputs(kind, *values):
+def _inputs(kind: ArrayLike, *values: ArrayLike) -> tuple[tuple[int, ...], list[FloatArray]]:
     """The broadcast shape and every argument as a flat float array of that many elements.
 
     A scalar becomes a stride-0 view rather than a copy: pricing a whole chain at one spot
@@ -78,7 +80,7 @@ def _inputs(kind, *values):
     arrays = [_sign(kind), *(np.asarray(v, dtype=float) for v in values)]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     n = math.prod(shape)
-    flat = []
+    flat: list[FloatArray] = []
     for a in arrays:
         if a.shape == shape:
             flat.append(np.ascontiguousarray(a).reshape(n))
@@ -89,10 +91,40 @@ def _inputs(kind, *values):
     return shape, flat
 
 
-_compiled_kernels = None  # analytics.black_jit once loaded; False where it cannot be
+class _Kernels(Protocol):
+    """What this module uses of ``analytics.black_jit`` (which satisfies it as a module)."""
+
+    def signs(self, kinds: npt.NDArray[np.str_]) -> FloatArray | None: ...
+
+    def price(
+        self,
+        spot: FloatArray,
+        strike: FloatArray,
+        expiry: FloatArray,
+        rate: FloatArray,
+        q: FloatArray,
+        vol: FloatArray,
+        intrinsic: FloatArray,
+    ) -> FloatArray: ...
+
+    def implied(
+        self,
+        price_: FloatArray,
+        spot: FloatArray,
+        strike: FloatArray,
+        expiry: FloatArray,
+        x: FloatArray,
+        scale: FloatArray,
+        intrinsic: FloatArray,
+        upper: FloatArray,
+    ) -> tuple[FloatArray, npt.NDArray[np.int8]]: ...
 
 
-def _kernels():
+# analytics.black_jit once loaded; False where it cannot be.
+_compiled_kernels: _Kernels | Literal[False] | None = None
+
+
+def _kernels() -> _Kernels | None:
     """The compiled kernels, loaded on first use: importing numba costs about a second, which
     processes that never price an option (web, beat) should not pay at start-up."""
     global _compiled_kernels
@@ -110,20 +142,57 @@ def _kernels():
     return _compiled_kernels or None
 
 
-def _log_moneyness(spot, strike):
+def _log_moneyness(spot: FloatArray, strike: FloatArray) -> FloatArray:
     """ln(S/K) as log1p((S-K)/K): S-K is exact near the money, so x keeps its relative
     accuracy there, where implied volatilities of short options are most sensitive to it."""
     return np.log1p((spot - strike) / strike)
 
 
-def _forward_terms(spot, strike, expiry, rate, dividend_yield):
+def _forward_terms(
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    dividend_yield: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
     """Log-moneyness x = ln(F/K) and the discounted geometric mean D sqrt(F K)."""
     x = _log_moneyness(spot, strike) + (rate - dividend_yield) * expiry
     scale = strike * np.exp(0.5 * x - rate * expiry)
     return x, scale
 
 
-def _bounds(sign, spot, strike, expiry, rate, q, *, with_upper=True):
+@overload
+def _bounds(
+    sign: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    *,
+    with_upper: Literal[True] = ...,
+) -> tuple[FloatArray, FloatArray]: ...
+@overload
+def _bounds(
+    sign: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    *,
+    with_upper: Literal[False],
+) -> tuple[FloatArray, None]: ...
+def _bounds(
+    sign: FloatArray,
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    *,
+    with_upper: bool = True,
+) -> tuple[FloatArray, FloatArray | None]:
     """The discounted intrinsic value and the upper bound (S e^{-qT} for a call, K e^{-rT} for
     a put): the two numbers a price is classified against.
 
@@ -145,7 +214,7 @@ def _bounds(sign, spot, strike, expiry, rate, q, *, with_upper=True):
     return intrinsic, np.where(sign > 0, carried_spot, discounted_strike)
 
 
-def _times_exp(value, rate, expiry):
+def _times_exp(value: FloatArray, rate: FloatArray, expiry: FloatArray) -> FloatArray:
     """value * e^{-rate * expiry}, rounded as written but in one array: a price call on ten
     million options should not fault in three temporaries per bound."""
     out = np.multiply(rate, expiry)
@@ -155,7 +224,14 @@ def _times_exp(value, rate, expiry):
     return out
 
 
-def _time_value(spot, strike, expiry, rate, q, s):
+def _time_value(
+    spot: FloatArray,
+    strike: FloatArray,
+    expiry: FloatArray,
+    rate: FloatArray,
+    q: FloatArray,
+    s: FloatArray,
+) -> FloatArray:
     """Out-of-the-money value D sqrt(F K) b(-|x|, s) from the accurate normalised Black."""
     x, scale = _forward_terms(spot, strike, expiry, rate, q)
     live = (s > 0.0) & np.isfinite(s)
@@ -178,7 +254,7 @@ def bsm_price(
     rate: ArrayLike,
     dividend_yield: ArrayLike,
     volatility: ArrayLike,
-) -> np.ndarray:
+) -> FloatArray:
     """Black-Scholes-Merton price; NaN for non-positive spot/strike or negative expiry/vol."""
     shape, (sign, spot, strike, expiry, rate, q, vol) = _inputs(
         kind, spot, strike, expiry, rate, dividend_yield, volatility
@@ -209,7 +285,7 @@ def bsm_greeks(
     dividend_yield: ArrayLike,
     volatility: ArrayLike,
 ) -> Greeks:
-    """Delta, gamma, vega, theta (per year of calendar time) and rho, as in API.md.
+    """Delta, gamma, vega, theta (per year of calendar time) and rho, as in docs/api.md.
 
     At zero expiry or zero volatility the derivatives do not exist; they are NaN there.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import models, transaction
+from django.db import transaction
 
 from analytics.models import OfiSecond, VpinBucket
 from marketdata.models import Instrument
@@ -19,7 +19,7 @@ from marketdata.models import Instrument
 BATCH_SIZE = 50_000
 
 
-def _prune(model: type[models.Model], *, before: datetime, batch_size: int) -> int:
+def _prune(model: type[OfiSecond] | type[VpinBucket], *, before: datetime, batch_size: int) -> int:
     deleted = 0
     for instrument_id in Instrument.objects.order_by("pk").values_list("pk", flat=True):
         old = model.objects.filter(instrument_id=instrument_id, ts__lt=before)

@@ -28,7 +28,10 @@ def backtest_get(*, organization: Organization, backtest_id: int) -> Backtest | 
 
 
 def backtests_since_count(*, organization: Organization, since: datetime) -> int:
-    return Backtest.objects.filter(organization=organization, created_at__gte=since).count()
+    """Jobs charged to the allowance: one whose worker died is not (services)."""
+    return Backtest.objects.filter(
+        organization=organization, created_at__gte=since, charged=True
+    ).count()
 
 
 # --- stored live analytics ----------------------------------------------------------------

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditLog, Organization, User
 from accounts.services.audit import audit_log_record
-from analytics import backtest as backtest_lib
 from analytics import selectors
+from analytics.backtest_process import BacktestLimitExceeded, backtest_in_child
 from analytics.models import Backtest, OfiSecond, VpinBucket
 from billing.entitlements import entitlements_for, plans_allowing
 from marketdata import selectors as md_selectors
@@ -26,7 +27,18 @@ from quantsaas.timeutil import ms_to_dt
 logger = logging.getLogger(__name__)
 
 MAX_BARS = 500_000
-EQUITY_POINTS = 2_000  # the stored equity curve is thinned to at most this many points
+# Bars x parameter sets one job may evaluate, per plan code (docs/decisions.md). A job runs
+# one parameter set, so this caps its bars; the rolling statistics are O(bars), so a
+# strategy's window does not multiply the work. Plans not named here get the free cap.
+BAR_CAPS = {"free": 20_000, "pro": MAX_BARS, "enterprise": MAX_BARS}
+WORKER_DIED = (
+    "The worker running this job stopped before it finished; the job was not counted "
+    "against today's allowance. Submit it again."
+)
+
+
+def backtest_bar_cap(*, plan: str) -> int:
+    return BAR_CAPS.get(plan, BAR_CAPS["free"])
 
 
 class BacktestNotAllowed(Exception):
@@ -35,6 +47,19 @@ class BacktestNotAllowed(Exception):
     def __init__(self, message: str, *, plans: list[str]) -> None:
         super().__init__(message)
         self.plans = plans
+
+
+class BacktestTooLarge(Exception):
+    """The request implies more bars than the plan's per-job cap (a 400, not charged)."""
+
+
+class BacktestOutcome(TypedDict):
+    """A finished job's stored result (Backtest.result), as the API returns it."""
+
+    metrics: dict[str, float | None]
+    start: int
+    end: int
+    equity: list[list[float]]
 
 
 class BacktestFailed(Exception):
@@ -50,7 +75,7 @@ def backtest_submit(
     *,
     organization: Organization,
     created_by: User | None,
-    params: dict,
+    params: dict[str, Any],
     actor_api_key: ApiKey | None = None,
     ip_address: str | None = None,
 ) -> Backtest:
@@ -61,7 +86,15 @@ def backtest_submit(
     organization row so concurrent submissions cannot overshoot it; a refused submission
     leaves neither a job nor an audit row.
     """
-    allowance = entitlements_for(organization=organization).backtests_per_day
+    entitlements = entitlements_for(organization=organization)
+    allowance = entitlements.backtests_per_day
+    bars = -(-(params["end"] - params["start"]) // INTERVALS_MS[params["interval"]])
+    cap = backtest_bar_cap(plan=entitlements.plan)
+    if bars > cap:
+        raise BacktestTooLarge(
+            f"The range holds up to {bars:,} {params['interval']} bars; your plan runs "
+            f"{cap:,} per job. Use a longer interval or a shorter range."
+        )
     Organization.objects.select_for_update().filter(pk=organization.pk).first()
     now = timezone.now()
     used = selectors.backtests_since_count(organization=organization, since=_utc_day_start(now))
@@ -100,40 +133,60 @@ def backtest_submit(
 
 def _progress(job_id: int, progress: float) -> None:
     # Outside any transaction: a client polling the job sees it move.
-    Backtest.objects.filter(pk=job_id).update(progress=progress)
+    Backtest.objects.filter(pk=job_id).update(progress=progress, heartbeat_at=timezone.now())
 
 
-def _finite(value):
-    return value if value is None or math.isfinite(value) else None
-
-
-def _equity_points(ts: np.ndarray, equity: np.ndarray) -> list[list]:
-    step = max(1, math.ceil(equity.size / EQUITY_POINTS))
-    index = np.arange(0, equity.size, step)
-    if index[-1] != equity.size - 1:
-        index = np.append(index, equity.size - 1)  # the final value is always there
-    return [[int(ts[i]), float(equity[i])] for i in index]
+def _heartbeat(job_id: int) -> None:
+    Backtest.objects.filter(pk=job_id, status=Backtest.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
 
 
 def _claim(backtest_id: int) -> bool:
     """Move a queued job to running; True if this worker got it.
 
-    A job left `running` longer than the task time limit belonged to a worker that died
-    (tasks are acked late, so the broker redelivers it): it may be claimed again.
+    A job still `running` without a heartbeat for BACKTEST_STALE_SECONDS belonged to a
+    worker that died; tasks are acked late, so the broker may redeliver it before the
+    sweep marks it failed, and then it may be claimed again.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    stale = now - timedelta(seconds=settings.BACKTEST_STALE_SECONDS)
     queued = Backtest.objects.filter(pk=backtest_id, status=Backtest.Status.QUEUED)
     abandoned = Backtest.objects.filter(
-        pk=backtest_id, status=Backtest.Status.RUNNING, started_at__lt=stale
+        pk=backtest_id, status=Backtest.Status.RUNNING, heartbeat_at__lt=stale
     )
     for jobs in (queued, abandoned):
-        if jobs.update(status=Backtest.Status.RUNNING, started_at=now, progress=0.0, error=""):
+        claimed = jobs.update(
+            status=Backtest.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0.0, error=""
+        )
+        if claimed:
             return True
     return False
 
 
-def _simulate(job_id: int, params: dict) -> dict:
+def backtests_abandoned_fail(*, organization: Organization | None = None) -> int:
+    """Mark failed, and not charged, every running job whose worker stopped beating.
+
+    Called by a periodic task and before a job is read, so a client polling a job whose
+    worker was killed (deploy, OOM, lost machine) learns it, instead of `running` forever.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.BACKTEST_STALE_SECONDS)
+    silent = Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, started_at__lt=stale)
+    jobs = Backtest.objects.filter(silent, status=Backtest.Status.RUNNING)  # null: pre-heartbeat
+    if organization is not None:
+        jobs = jobs.filter(organization=organization)
+    count = jobs.update(
+        status=Backtest.Status.FAILED,
+        error=WORKER_DIED,
+        charged=False,
+        finished_at=timezone.now(),
+    )
+    if count:
+        logger.warning("marked %s backtest job(s) failed: their worker stopped", count)
+    return count
+
+
+def _simulate(job_id: int, params: dict[str, Any]) -> BacktestOutcome:
     instrument = md_selectors.instrument_get(
         exchange_id=params["exchange"], symbol=params["symbol"]
     )
@@ -154,25 +207,32 @@ def _simulate(job_id: int, params: dict) -> dict:
     _progress(job_id, 0.4)
     ts = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     close = np.fromiter((row[4] for row in rows), dtype=float, count=len(rows))
+    del rows
     try:
-        result = backtest_lib.backtest(
-            params["strategy"],
-            ts,
-            close,
-            interval_ms=INTERVALS_MS[interval],
-            params=params.get("params") or {},
-            fee_bp=params["fee_bp"],
-            slippage_bp=params["slippage_bp"],
-            allow_short=params["allow_short"],
+        result = backtest_in_child(
+            strategy=params["strategy"],
+            ts=ts,
+            close=close,
+            options={
+                "interval_ms": INTERVALS_MS[interval],
+                "params": params.get("params") or {},
+                "fee_bp": params["fee_bp"],
+                "slippage_bp": params["slippage_bp"],
+                "allow_short": params["allow_short"],
+            },
+            cpu_seconds=settings.BACKTEST_CPU_SECONDS,
+            memory_mb=settings.BACKTEST_MEMORY_MB,
+            heartbeat=lambda: _heartbeat(job_id),
+            heartbeat_seconds=settings.BACKTEST_HEARTBEAT_SECONDS,
         )
-    except ValueError as exc:
+    except (ValueError, BacktestLimitExceeded) as exc:
         raise BacktestFailed(str(exc)) from exc
     _progress(job_id, 0.8)
     return {
-        "metrics": {key: _finite(value) for key, value in result.metrics.items()},
+        "metrics": result["metrics"],
         "start": int(ts[0]),
         "end": int(ts[-1]) + INTERVALS_MS[interval],
-        "equity": _equity_points(result.ts_ms, result.equity),
+        "equity": result["equity"],
     }
 
 

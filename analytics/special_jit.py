@@ -11,10 +11,21 @@ comes from the C library's erfc, which is correctly rounded to within an ulp.
 from __future__ import annotations
 
 import math
+from typing import Literal, TypedDict
 
 from numba import njit
 
-JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+class JitOptions(TypedDict):
+    """The keyword arguments every kernel is compiled with, typed so ``njit(**JIT_OPTIONS)``
+    checks against numba's own signature."""
+
+    cache: bool
+    nogil: bool
+    error_model: Literal["python", "numpy"]
+
+
+JIT_OPTIONS: JitOptions = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 INV_SQRT_2 = 0.7071067811865475244
 _SQRPI = 0.56418958354775628695  # 1 / sqrt(pi)
@@ -171,7 +182,7 @@ _AS241_F = (
 
 
 @njit(**JIT_OPTIONS)
-def _ratio(num, den, r):
+def _ratio(num: tuple[float, ...], den: tuple[float, ...], r: float) -> float:
     p = num[7]
     d = den[7]
     for i in range(6, -1, -1):

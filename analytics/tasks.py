@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from analytics.retention import ofi_seconds_prune, vpin_buckets_prune
-from analytics.services import backtest_execute
+from analytics.services import backtest_execute, backtests_abandoned_fail
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,14 @@ def backtest_run(job_id: int) -> str | None:
     return None if job is None else job.status
 
 
+@shared_task(name="analytics.tasks.backtests_abandoned_sweep")
+def backtests_abandoned_sweep() -> int:
+    """Fail (uncharged) the running jobs whose worker stopped sending heartbeats."""
+    return backtests_abandoned_fail()
+
+
 @shared_task(name="analytics.tasks.live_analytics_retention")
-def live_analytics_retention() -> dict:
+def live_analytics_retention() -> dict[str, int]:
     """Delete stored OFI seconds and VPIN buckets older than ANALYTICS_LIVE_RETENTION_DAYS
     (bounded batches); 0 keeps them forever."""
     deleted = {"ofi_seconds": 0, "vpin_buckets": 0}

@@ -27,6 +27,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
+from analytics.arrays import FloatArray
+
 MS_PER_YEAR = 365.25 * 86_400_000
 
 
@@ -67,7 +69,7 @@ def _prepend_nan(values: np.ndarray | float) -> np.ndarray | float:
     return np.concatenate(([np.nan], values))
 
 
-def _arrays(*values: ArrayLike) -> list[np.ndarray]:
+def _arrays(*values: ArrayLike) -> list[FloatArray]:
     return [np.asarray(v, dtype=float) for v in values]
 
 
@@ -86,31 +88,67 @@ def close_to_close(
     return _annualise(_prepend_nan(_var(returns, window)), interval_ms)
 
 
-def parkinson(open_, high, low, close, *, interval_ms: float, window: int | None = None):
+def parkinson(
+    open_: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    close: ArrayLike,
+    *,
+    interval_ms: float,
+    window: int | None = None,
+) -> np.ndarray | float:
     """Parkinson (1980): the high-low range only."""
     h, lo = _arrays(high, low)
     terms = np.log(h / lo) ** 2 / (4.0 * np.log(2.0))
     return _annualise(_mean(terms, window), interval_ms)
 
 
-def garman_klass(open_, high, low, close, *, interval_ms: float, window: int | None = None):
+def garman_klass(
+    open_: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    close: ArrayLike,
+    *,
+    interval_ms: float,
+    window: int | None = None,
+) -> np.ndarray | float:
     """Garman & Klass (1980): range plus open-to-close, for driftless prices."""
     o, h, lo, c = _arrays(open_, high, low, close)
     terms = 0.5 * np.log(h / lo) ** 2 - (2.0 * np.log(2.0) - 1.0) * np.log(c / o) ** 2
     return _annualise(_mean(terms, window), interval_ms)
 
 
-def _rogers_satchell_terms(o, h, lo, c):
-    return np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
+def _rogers_satchell_terms(
+    o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray
+) -> FloatArray:
+    # Named: numpy types a product of ufunc results as Any.
+    terms: FloatArray = np.log(h / c) * np.log(h / o) + np.log(lo / c) * np.log(lo / o)
+    return terms
 
 
-def rogers_satchell(open_, high, low, close, *, interval_ms: float, window: int | None = None):
+def rogers_satchell(
+    open_: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    close: ArrayLike,
+    *,
+    interval_ms: float,
+    window: int | None = None,
+) -> np.ndarray | float:
     """Rogers & Satchell (1991): unbiased under drift."""
     o, h, lo, c = _arrays(open_, high, low, close)
     return _annualise(_mean(_rogers_satchell_terms(o, h, lo, c), window), interval_ms)
 
 
-def yang_zhang(open_, high, low, close, *, interval_ms: float, window: int | None = None):
+def yang_zhang(
+    open_: ArrayLike,
+    high: ArrayLike,
+    low: ArrayLike,
+    close: ArrayLike,
+    *,
+    interval_ms: float,
+    window: int | None = None,
+) -> np.ndarray | float:
     """Yang & Zhang (2000): opening jumps, open-to-close and Rogers-Satchell combined."""
     o, h, lo, c = _arrays(open_, high, low, close)
     jump = np.log(o[1:] / c[:-1])

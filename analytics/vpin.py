@@ -22,11 +22,31 @@ Plain numpy/scipy: no Django here, so notebooks can import it.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import ndtr
+
+
+class TooManyBuckets(ValueError):
+    """The trades' volume makes more buckets than the caller allows (raised before any
+    per-bucket array is allocated: a tiny ``bucket_volume`` would otherwise ask for
+    billions of them)."""
+
+    def __init__(self, buckets: float, max_buckets: int) -> None:
+        super().__init__(f"{buckets:.3g} buckets, more than {max_buckets}")
+        self.buckets = buckets
+        self.max_buckets = max_buckets
+
+
+def buckets_implied(total_volume: float, bucket_volume: float) -> float:
+    """How many complete buckets ``total_volume`` fills: a float, inf where the ratio
+    overflows (``bucket_volume`` 2.2e-313 is a valid, subnormal, positive float)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        count = np.floor_divide(np.float64(total_volume), np.float64(bucket_volume))
+    return float(count) if np.isfinite(count) else math.inf
 
 
 class VpinSeries(NamedTuple):
@@ -42,7 +62,8 @@ def buy_fractions(dp: np.ndarray) -> np.ndarray:
     """Phi(dP / sigma) with sigma the sample standard deviation of all dP."""
     sigma = np.std(dp, ddof=1) if dp.size > 1 else np.nan
     if np.isfinite(sigma) and sigma > 0:
-        return ndtr(dp / sigma)
+        fractions: np.ndarray = ndtr(dp / sigma)  # scipy's ufuncs are typed as returning Any
+        return fractions
     return np.where(dp > 0, 1.0, np.where(dp < 0, 0.0, 0.5))
 
 
@@ -53,9 +74,12 @@ def vpin(
     bucket_volume: float,
     window: int = 50,
     bar_ms: int = 60_000,
+    max_buckets: int | None = None,
 ) -> VpinSeries:
-    """Per-bucket end timestamps, buy and sell volumes, and VPIN. Trades in time order."""
-    if bucket_volume <= 0 or window < 1 or bar_ms <= 0:
+    """Per-bucket end timestamps, buy and sell volumes, and VPIN. Trades in time order.
+
+    ``max_buckets`` bounds the work: TooManyBuckets is raised before allocating more."""
+    if not (math.isfinite(bucket_volume) and bucket_volume > 0) or window < 1 or bar_ms <= 0:
         raise ValueError("bucket_volume, window and bar_ms must be positive")
     ts = np.asarray(ts_ms, dtype=np.int64)
     px = np.asarray(price, dtype=float)
@@ -81,7 +105,12 @@ def vpin(
     # pro-rata split of every bar that overlaps the bucket.
     cum_volume = np.cumsum(volume)
     cum_buy = np.cumsum(volume * fraction)
-    n_buckets = int(cum_volume[-1] // bucket_volume)
+    implied = buckets_implied(cum_volume[-1], bucket_volume)
+    if max_buckets is not None and implied > max_buckets:
+        raise TooManyBuckets(implied, max_buckets)
+    if not math.isfinite(implied):
+        raise TooManyBuckets(implied, 0)
+    n_buckets = int(implied)
     if n_buckets == 0:
         return empty
     edges = np.arange(n_buckets + 1) * float(bucket_volume)

@@ -47,6 +47,7 @@ FREE_PLAN_DEFAULTS = {
     "api_keys": 1,
     "analytics": True,
     "backtests_per_day": 5,
+    "alert_rules": 3,
 }
 
 
@@ -63,6 +64,7 @@ class Entitlements:
     api_keys: int
     analytics: bool
     backtests_per_day: int
+    alert_rules: int = 3  # defaulted: answers cached before the field existed still load
 
     @classmethod
     def from_plan(cls, plan: Plan, *, status: str) -> Entitlements:
@@ -78,6 +80,7 @@ class Entitlements:
             api_keys=plan.api_keys,
             analytics=plan.analytics,
             backtests_per_day=plan.backtests_per_day,
+            alert_rules=plan.alert_rules,
         )
 
 
@@ -120,7 +123,8 @@ def entitlements_compute(
         return Entitlements.from_plan(override.plan, status=STATUS_OVERRIDE)
     subscriptions = Subscription.objects.filter(organization=organization).select_related("plan")
     for subscription in subscriptions.order_by("-created_at", "-pk"):
-        if subscription_grants(subscription, now=now):
+        # subscription_grants refuses a subscription without a plan; the test is for typing.
+        if subscription.plan is not None and subscription_grants(subscription, now=now):
             return Entitlements.from_plan(subscription.plan, status=subscription.status)
     return Entitlements.from_plan(free_plan(), status=STATUS_NONE)
 
@@ -134,7 +138,7 @@ _local = LocalCache(seconds=1.0)
 
 def entitlements_for(*, organization: Organization) -> Entitlements:
     """What `organization` may do now; cached for BILLING_ENTITLEMENTS_CACHE_SECONDS."""
-    local = _local.get(organization.pk)
+    local: Entitlements | None = _local.get(organization.pk)
     if local is not None:
         return local
     mark = _local.mark()
@@ -145,6 +149,15 @@ def entitlements_for(*, organization: Organization) -> Entitlements:
     return entitlements
 
 
+# What an invalidation leaves in place of the answer for a while, as the API-key cache
+# does (accounts.api_key_cache). A request that computed the answer just before a
+# downgrade would otherwise store the old plan after the invalidation: stores only
+# ever add (SET NX), so they cannot replace the tombstone, and readers treat it as a
+# miss. While it lasts every process recomputes (one query, kept locally a second).
+TOMBSTONE = "changed"
+TOMBSTONE_SECONDS = 30
+
+
 def _entitlements_shared(organization: Organization) -> Entitlements:
     key = _cache_key(organization.pk)
     try:
@@ -152,11 +165,11 @@ def _entitlements_shared(organization: Organization) -> Entitlements:
     except Exception:  # the cache is an optimisation: an outage must not take the API down
         logger.warning("entitlements cache unavailable", exc_info=True)
         cached = None
-    if cached is not None:
+    if cached is not None and cached != TOMBSTONE:
         return Entitlements(**cached)
     entitlements = entitlements_compute(organization=organization)
     try:
-        cache.set(key, asdict(entitlements), settings.BILLING_ENTITLEMENTS_CACHE_SECONDS)
+        cache.add(key, asdict(entitlements), settings.BILLING_ENTITLEMENTS_CACHE_SECONDS)
     except Exception:
         logger.warning("entitlements cache unavailable", exc_info=True)
     return entitlements
@@ -165,7 +178,7 @@ def _entitlements_shared(organization: Organization) -> Entitlements:
 def entitlements_invalidate(*, organization_id: int) -> None:
     _local.pop(organization_id)
     try:
-        cache.delete(_cache_key(organization_id))
+        cache.set(_cache_key(organization_id), TOMBSTONE, TOMBSTONE_SECONDS)
     except Exception:
         logger.warning("entitlements cache unavailable", exc_info=True)
 

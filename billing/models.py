@@ -42,6 +42,9 @@ class Plan(models.Model):
     api_keys = models.PositiveIntegerField("API keys allowed")
     analytics = models.BooleanField("analytics allowed", default=True)
     backtests_per_day = models.PositiveIntegerField(default=0)
+    alert_rules = models.PositiveIntegerField(
+        "alert rules allowed", default=3, help_text="Alert rules an organization may keep."
+    )
 
     class Meta:
         ordering = ["price_cents", "pk"]
@@ -209,3 +212,38 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} {self.date}"
+
+
+class UpgradeRequest(models.Model):
+    """A customer's request for a plan when online payment is not configured.
+
+    Operators read it in the admin and grant the plan (a PlanOverride) or answer by
+    email. `operator_notes` is for operators only: no customer page shows it.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        GRANTED = "granted", "Granted"
+        DECLINED = "declined", "Declined"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="upgrade_requests"
+    )
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="upgrade_requests")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    contact_email = models.EmailField()
+    message = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    operator_notes = models.TextField(
+        blank=True, help_text="Internal: never shown to the customer."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.plan} for {self.organization} ({self.get_status_display()})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
@@ -18,7 +20,7 @@ def organization_owner_emails(*, organization: Organization) -> list[str]:
     )
 
 
-def payment_failed_notify(*, organization_id: int, invoice: dict) -> int:
+def payment_failed_notify(*, organization_id: int, invoice: dict[str, Any]) -> int:
     """Tell the owners a renewal payment failed and how long access lasts; returns emails sent."""
     organization = Organization.objects.filter(pk=organization_id).first()
     if organization is None:

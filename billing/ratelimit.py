@@ -8,12 +8,15 @@ the limit, and every request that got through is counted once.
 Windows and days come from Redis's clock (TIME), so web servers with slightly
 different clocks still share one window per organization.
 
-When Redis is unreachable the limiter FAILS OPEN: the request is served and not
-counted. The limit protects capacity and fairness, not security (auth is
-separate), and refusing every paying customer during a cache outage would be
-worse than a few minutes of unmetered traffic. The outage is logged and
-/readyz reports it. Without REDIS_URL (embedded mode) an in-process limiter
-with the same semantics is used.
+When Redis is unreachable the limiter falls back to a PER-PROCESS limit: each web
+process counts in memory and allows the plan's limit divided by
+RATE_LIMIT_OUTAGE_PROCESSES (default 2) a minute, so the total stays near the plan's
+limit with that many web processes. Refusing every paying customer during a cache
+outage would be worse than approximate limits, and serving unlimited traffic would let
+one client take the capacity every other customer needs while the product is already
+degraded. Those requests are not added to the day's usage. The outage is logged and
+/readyz reports it. Without REDIS_URL (embedded mode) the same in-process limiter
+counts the full limit.
 
 Large limits are counted in leases. A plan allowing at least LEASE_MIN_LIMIT
 requests a minute reserves up to limit/1000 requests (at most LEASE_MAX) per
@@ -36,9 +39,11 @@ from functools import lru_cache
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 from accounts.models import Organization
 from billing.entitlements import entitlements_for
+from quantsaas.cache import counters_redis, counters_redis_for
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +104,11 @@ _leases_lock = threading.Lock()
 
 
 def leases_forget() -> None:
-    """Drop this process's leases (tests start each case from Redis alone)."""
+    """Drop this process's leases and outage counts (tests start each case from Redis
+    alone)."""
     with _leases_lock:
         _leases.clear()
+    outage_limiter.forget()
 
 
 @dataclass(frozen=True)
@@ -120,19 +127,14 @@ class RateLimitResult:
         }
 
 
-@lru_cache(maxsize=4)
-def _redis_for(url: str) -> redis.Redis:
-    # Short timeouts: a hung Redis must cost a request milliseconds, not seconds.
-    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
-def redis_client() -> redis.Redis | None:
-    """The Redis that holds counters, or None in embedded mode (no REDIS_URL)."""
-    return _redis_for(settings.REDIS_URL) if settings.REDIS_URL else None
+# The one client for counters lives in the kernel, so accounts' per-address limits share
+# it without importing billing (docs/architecture.md).
+_redis_for = counters_redis_for
+redis_client = counters_redis
 
 
 @lru_cache(maxsize=4)
-def _script_for(url: str):
+def _script_for(url: str) -> Script:
     return _redis_for(url).register_script(_LUA)
 
 
@@ -143,6 +145,10 @@ class _LocalLimiter:
         self._lock = threading.Lock()
         self._windows: dict[tuple[int, int], int] = {}
         self.usage: dict[tuple[int, int], int] = {}
+
+    def forget(self) -> None:
+        with self._lock:
+            self._windows.clear()
 
     def hit(self, organization_id: int, limit: int) -> tuple[bool, int, int]:
         seconds = int(time.time())
@@ -162,6 +168,7 @@ class _LocalLimiter:
 
 
 local_limiter = _LocalLimiter()
+outage_limiter = _LocalLimiter()  # while Redis is unreachable (its own windows)
 
 
 def rate_limit_hit(*, organization: Organization) -> RateLimitResult:
@@ -182,9 +189,13 @@ def rate_limit_hit(*, organization: Organization) -> RateLimitResult:
             args=[KEY_PREFIX, organization.pk, limit, WINDOW_SECONDS, USAGE_TTL_SECONDS, want]
         )
     except redis.RedisError:
-        logger.warning("rate limiter: Redis unreachable, failing open", exc_info=True)
-        reset = WINDOW_SECONDS - int(time.time()) % WINDOW_SECONDS
-        return RateLimitResult(True, limit, limit, reset, counted=False)
+        logger.warning("rate limiter: Redis unreachable, limiting per process", exc_info=True)
+        share = max(1, limit // max(1, settings.RATE_LIMIT_OUTAGE_PROCESSES))
+        allowed, count, reset = outage_limiter.hit(organization.pk, share)
+        result = _result(allowed, share, count, reset)
+        return RateLimitResult(
+            result.allowed, share, result.remaining, result.reset_seconds, counted=False
+        )
     left = int(granted) - 1 if allowed else 0
     if want > 1 and left > 0:
         with _leases_lock:
@@ -208,7 +219,7 @@ def _lease_take(organization_id: int, limit: int) -> RateLimitResult | None:
     return _result(True, limit, used, reset)
 
 
-def _result(allowed, limit: int, count: int, reset) -> RateLimitResult:
+def _result(allowed: int, limit: int, count: int, reset: int) -> RateLimitResult:
     return RateLimitResult(
         allowed=bool(allowed),
         limit=limit,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import TypedDict
 
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
@@ -35,7 +36,8 @@ def subscription_current(*, organization: Organization) -> Subscription | None:
         .order_by("-created_at", "-pk")[:20]
     )
     granting = [s for s in subscriptions if subscription_grants(s, now=now)]
-    return (granting or subscriptions or [None])[0]
+    chosen = granting or subscriptions
+    return chosen[0] if chosen else None
 
 
 def plan_override_active(*, organization: Organization) -> PlanOverride | None:
@@ -48,6 +50,14 @@ def plan_override_active(*, organization: Organization) -> PlanOverride | None:
     )
 
 
+class UsageDay(TypedDict):
+    """One day of a usage period (a plain dict, as the API and the usage page read it)."""
+
+    date: date
+    api_requests: int
+    stream_messages: int
+
+
 @dataclass(frozen=True)
 class UsageSummary:
     entitlements: Entitlements
@@ -58,7 +68,7 @@ class UsageSummary:
     api_requests_today: int
     stream_messages_today: int
     api_keys_active: int
-    days: list[dict] = field(default_factory=list)
+    days: list[UsageDay] = field(default_factory=list)
 
 
 def _calendar_month(now: datetime) -> tuple[datetime, datetime]:
@@ -91,10 +101,14 @@ def usage_summary(*, organization: Organization) -> UsageSummary:
     ).order_by("date")
     live = usage_live(organization=organization, day=today)
     days = [
-        {"date": row.date, "api_requests": row.api_requests, "stream_messages": row.stream_messages}
+        UsageDay(date=row.date, api_requests=row.api_requests, stream_messages=row.stream_messages)
         for row in stored
     ]
-    days.append({"date": today, **live})
+    days.append(
+        UsageDay(
+            date=today, api_requests=live["api_requests"], stream_messages=live["stream_messages"]
+        )
+    )
     totals = stored.aggregate(api=Sum("api_requests"), stream=Sum("stream_messages"))
     return UsageSummary(
         entitlements=entitlements_for(organization=organization),
@@ -110,9 +124,4 @@ def usage_summary(*, organization: Organization) -> UsageSummary:
 
 
 def _active_api_keys(*, organization: Organization) -> int:
-    now = timezone.now()
-    return (
-        ApiKey.objects.filter(organization=organization, revoked_at__isnull=True)
-        .exclude(expires_at__lte=now)
-        .count()
-    )
+    return ApiKey.objects.filter(organization=organization).active().count()

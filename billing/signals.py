@@ -7,6 +7,8 @@ after commit, so a request racing the transaction cannot re-cache stale data.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -17,7 +19,9 @@ from billing.models import PlanOverride, Subscription
 
 @receiver([post_save, post_delete], sender=Subscription)
 @receiver([post_save, post_delete], sender=PlanOverride)
-def invalidate_entitlements(sender, instance, **kwargs) -> None:
+def invalidate_entitlements(
+    sender: type[Subscription | PlanOverride], instance: Subscription | PlanOverride, **kwargs: Any
+) -> None:
     organization_id = instance.organization_id
     entitlements_invalidate(organization_id=organization_id)
     transaction.on_commit(lambda: entitlements_invalidate(organization_id=organization_id))

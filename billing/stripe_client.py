@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import stripe
 from django.conf import settings
+from stripe._base_address import BaseAddresses  # the TypedDict StripeClient takes
 
 
 class StripeNotConfigured(Exception):
@@ -22,7 +23,9 @@ def stripe_configured() -> bool:
 def stripe_client() -> stripe.StripeClient:
     if not stripe_configured():
         raise StripeNotConfigured("Stripe is not configured on this server.")
-    base_addresses = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
+    base_addresses: BaseAddresses | None = (
+        {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
+    )
     return stripe.StripeClient(
         settings.STRIPE_SECRET_KEY,
         stripe_version=settings.STRIPE_API_VERSION,

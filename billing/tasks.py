@@ -8,7 +8,7 @@ from celery import shared_task
 
 from billing.models import StripeCustomer
 from billing.services.subscriptions import customer_reconcile, subscription_sync
-from billing.services.webhooks import webhook_event_process
+from billing.services.webhooks import webhook_event_process, webhook_events_prune
 from billing.stripe_client import stripe_configured
 from billing.usage import usage_rollup as usage_rollup_run
 
@@ -44,3 +44,9 @@ def webhook_event_reprocess(webhook_event_id: int) -> bool:
 @shared_task
 def usage_rollup() -> int:
     return usage_rollup_run()
+
+
+@shared_task
+def webhook_events_prune_task() -> int:
+    """Daily (beat): Stripe deliveries past their retention are deleted."""
+    return webhook_events_prune()

@@ -7,19 +7,21 @@ see invoices); every member may look at the plan and usage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 import stripe
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.decorators import OrganizationRequest, View, organization_required
+from accounts.services.audit import client_ip
 from billing.entitlements import entitlements_for
-from billing.forms import CheckoutForm
+from billing.forms import CheckoutForm, UpgradeRequestForm
+from billing.pricing import duration_words, plan_comparison
 from billing.selectors import (
     plan_get,
     plan_override_active,
@@ -33,28 +35,17 @@ from billing.services.checkout import (
     checkout_session_create,
     portal_session_create,
 )
+from billing.services.upgrade_requests import upgrade_request_create
 from billing.stripe_client import stripe_configured
 
 logger = logging.getLogger(__name__)
-View = Callable[..., HttpResponse]
 STRIPE_DOWN = "Stripe could not be reached just now; nothing was charged. Please try again."
-
-
-def organization_required(view: View) -> View:
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.organization is None:
-            return redirect("organization_create")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def manager_required(view: View) -> View:
     @organization_required
     @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapper(request: OrganizationRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.membership.can_manage:
             raise PermissionDenied("Only owners and admins can change billing.")
         return view(request, *args, **kwargs)
@@ -62,7 +53,7 @@ def manager_required(view: View) -> View:
     return wrapper
 
 
-def _billing_context(request: HttpRequest) -> dict:
+def _billing_context(request: OrganizationRequest) -> dict[str, Any]:
     organization = request.organization
     entitlements = entitlements_for(organization=organization)
     return {
@@ -74,39 +65,73 @@ def _billing_context(request: HttpRequest) -> dict:
         "can_manage": request.membership.can_manage,
         "stripe_configured": stripe_configured(),
         "plans": plans_public(),
+        "delay_words": duration_words(entitlements.stream_delay_seconds or 0),
     }
 
 
 def pricing(request: HttpRequest) -> HttpResponse:
     """Public; generated from the plans, so an admin edit shows here at once."""
     membership = getattr(request, "membership", None)
+    organization = getattr(request, "organization", None)
+    plans = list(plans_public())
+    current = entitlements_for(organization=organization).plan if organization else None
+    current_plan = next((p for p in plans if p.code == current), None)
     context = {
-        "plans": plans_public(),
+        "plans": plans,
+        "rows": plan_comparison(plans),
         "stripe_configured": stripe_configured(),
         "can_manage": bool(membership and membership.can_manage),
-        "current_plan": (
-            entitlements_for(organization=request.organization).plan
-            if getattr(request, "organization", None)
-            else None
-        ),
+        "current_plan": current,
+        "current_price": current_plan.price_cents if current_plan else 0,
     }
     return render(request, "billing/pricing.html", context)
 
 
+@manager_required
+def upgrade_request(request: OrganizationRequest) -> HttpResponse:
+    """Without online payment, asking for a plan is a request an operator answers."""
+    current = entitlements_for(organization=request.organization).plan
+    form = UpgradeRequestForm(
+        request.POST or None,
+        exclude=current,
+        initial={"plan": request.GET.get("plan", "")},
+    )
+    if request.method == "POST" and form.is_valid():
+        plan = plan_get(code=form.cleaned_data["plan"])
+        if plan is None:  # withdrawn between the form's choices and now
+            messages.error(request, "That plan is no longer on offer.")
+            return redirect("pricing")
+        upgrade_request_create(
+            organization=request.organization,
+            plan=plan,
+            requested_by=request.user,
+            message=form.cleaned_data["message"],
+            ip_address=client_ip(request),
+        )
+        messages.success(
+            request,
+            "Thank you: your request is with our team, and a confirmation is on its way to "
+            f"{request.user.email}. Nothing changes or is charged until we answer.",
+        )
+        return redirect("billing")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "billing/upgrade_request.html", {"form": form}, status=status)
+
+
 @organization_required
-def billing_overview(request: HttpRequest) -> HttpResponse:
+def billing_overview(request: OrganizationRequest) -> HttpResponse:
     return render(request, "billing/billing.html", _billing_context(request))
 
 
 @organization_required
-def usage_page(request: HttpRequest) -> HttpResponse:
+def usage_page(request: OrganizationRequest) -> HttpResponse:
     summary = usage_summary(organization=request.organization)
     return render(request, "billing/usage.html", {"summary": summary})
 
 
 @require_POST
 @manager_required
-def checkout_start(request: HttpRequest) -> HttpResponse:
+def checkout_start(request: OrganizationRequest) -> HttpResponse:
     if not stripe_configured():
         messages.error(request, "Online payment is not configured on this server.")
         return redirect("billing")
@@ -125,6 +150,9 @@ def checkout_start(request: HttpRequest) -> HttpResponse:
         # through the Portal, which swaps the price on the existing one.
         return portal_start(request)
     plan = plan_get(code=form.cleaned_data["plan"])
+    if plan is None:  # withdrawn between the form's choices and now
+        messages.error(request, "Choose one of the plans on offer.")
+        return redirect("pricing")
     try:
         url = checkout_session_create(organization=organization, plan=plan, user=request.user)
     except CheckoutUnavailable as exc:
@@ -139,7 +167,7 @@ def checkout_start(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @manager_required
-def portal_start(request: HttpRequest) -> HttpResponse:
+def portal_start(request: OrganizationRequest) -> HttpResponse:
     if not stripe_configured():
         messages.error(request, "Online payment is not configured on this server.")
         return redirect("billing")
@@ -153,7 +181,7 @@ def portal_start(request: HttpRequest) -> HttpResponse:
 
 
 @organization_required
-def checkout_success(request: HttpRequest) -> HttpResponse:
+def checkout_success(request: OrganizationRequest) -> HttpResponse:
     """Says what is true now: active only once Stripe has told us (webhook or reconcile)."""
     context = _billing_context(request)
     context["pending"] = context["entitlements"].status not in ("active", "trialing")
@@ -161,5 +189,5 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
 
 
 @organization_required
-def checkout_cancel(request: HttpRequest) -> HttpResponse:
+def checkout_cancel(request: OrganizationRequest) -> HttpResponse:
     return render(request, "billing/checkout_cancel.html", _billing_context(request))

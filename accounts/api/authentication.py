@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -9,6 +11,9 @@ from rest_framework.request import Request
 from accounts.api_keys import KEY_PREFIX
 from accounts.models import ApiKey, Organization
 from accounts.services.api_keys import ApiKeyError, api_key_authenticate
+
+if TYPE_CHECKING:  # a runtime import would cycle through DRF's settings back to here
+    from drf_spectacular.openapi import AutoSchema
 
 
 class ApiKeyPrincipal:
@@ -58,28 +63,39 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+SCOPES_NOTE = (
+    "A key holds scopes: `read` (market data, analytics, options, usage, the key list), "
+    "`trade-analytics` (backtests), `admin` (create and revoke keys). Each operation "
+    "names the scope it needs (`x-api-key-scope`); new keys read only unless asked."
+)
+
+
+# drf-spectacular leaves the extension registry's __init_subclass__ unannotated.
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """Shows both header forms on the API docs page."""
 
     target_class = "accounts.api.authentication.ApiKeyAuthentication"
     name = ["BearerApiKey", "HeaderApiKey"]
 
-    def get_security_requirement(self, auto_schema):
+    def get_security_requirement(self, auto_schema: AutoSchema) -> list[dict[str, list[str]]]:
         # Either header alone authenticates: separate requirements mean OR in OpenAPI.
         return [{"BearerApiKey": []}, {"HeaderApiKey": []}]
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> list[dict[str, str]]:
         return [
             {
                 "type": "http",
                 "scheme": "bearer",
                 "bearerFormat": "qs_<key>",
-                "description": "An API key from the API keys page: `Authorization: Bearer qs_...`.",
+                "description": (
+                    "An API key from the API keys page: `Authorization: Bearer qs_...`. "
+                    + SCOPES_NOTE
+                ),
             },
             {
                 "type": "apiKey",
                 "in": "header",
                 "name": "X-API-Key",
-                "description": "The same API key in the `X-API-Key` header.",
+                "description": "The same API key in the `X-API-Key` header. " + SCOPES_NOTE,
             },
         ]

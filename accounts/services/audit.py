@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest
+
 from accounts.models import ApiKey, AuditLog, Organization, User
 
 
@@ -26,6 +28,6 @@ def audit_log_record(
     )
 
 
-def client_ip(request) -> str | None:
+def client_ip(request: HttpRequest) -> str | None:
     """The address recorded in audit rows (the proxy in front sets REMOTE_ADDR)."""
     return request.META.get("REMOTE_ADDR") or None

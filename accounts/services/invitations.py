@@ -21,6 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.limits import limit_hit
 from accounts.models import AuditLog, Invitation, Membership, Organization, Role, User
 from accounts.services.audit import audit_log_record
 from accounts.services.organizations import (
@@ -32,6 +33,39 @@ from accounts.services.organizations import (
 # A salt of its own: a signature made for any other purpose (sessions, password
 # resets, allauth's keys) can never be replayed as an invitation token.
 TOKEN_SALT = "accounts.invitation"  # noqa: S105  (a namespace, not a secret)
+
+
+class InvitationRateLimited(MembershipError):
+    """Too many invitations from this organization or this person for now."""
+
+
+def invitation_rate_check(*, organization: Organization, invited_by: User) -> None:
+    """Count one invitation against the organization's and the inviter's allowances.
+
+    Every invitation is an email from our domain to any address the inviter types:
+    without a limit, a free account could use us to spam. Counted in Redis, per
+    organization a day and per inviter an hour (settings INVITATIONS_PER_*).
+    """
+    per_inviter = limit_hit(
+        bucket=f"invite:user:{invited_by.pk}",
+        limit=settings.INVITATIONS_PER_INVITER_PER_HOUR,
+        window_seconds=3600,
+    )
+    if not per_inviter.allowed:
+        raise InvitationRateLimited(
+            "You have sent too many invitations in the last hour. Try again in "
+            f"{(per_inviter.reset_seconds + 59) // 60} minutes."
+        )
+    per_organization = limit_hit(
+        bucket=f"invite:org:{organization.pk}",
+        limit=settings.INVITATIONS_PER_ORGANIZATION_PER_DAY,
+        window_seconds=24 * 3600,
+    )
+    if not per_organization.allowed:
+        raise InvitationRateLimited(
+            "This organization has sent as many invitations as it may today. "
+            "Try again tomorrow, or contact us if you are onboarding a large team."
+        )
 
 
 class InvitationError(Exception):
@@ -59,6 +93,9 @@ def invitation_accept_url(*, invitation: Invitation, base_url: str | None = None
 
 
 def _invitation_send(*, invitation: Invitation, accept_url: str) -> None:
+    # The subject is fixed text: the organization's name is chosen by whoever creates it,
+    # and in the subject of a mail from our domain it would be a free phishing headline
+    # ("Your account is suspended"). The body names the organization, below the inviter.
     context = {
         "invitation": invitation,
         "organization": invitation.organization,
@@ -66,8 +103,8 @@ def _invitation_send(*, invitation: Invitation, accept_url: str) -> None:
         "accept_url": accept_url,
         "max_age_days": settings.INVITATION_MAX_AGE_DAYS,
     }
-    subject = render_to_string("accounts/email/invitation_subject.txt", context)
-    subject = settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject.split())
+    subject_text = render_to_string("accounts/email/invitation_subject.txt", context)
+    subject = settings.ACCOUNT_EMAIL_SUBJECT_PREFIX + " ".join(subject_text.split())
     message = render_to_string("accounts/email/invitation_message.txt", context)
     send_mail(subject, message, settings.DEFAULT_FROM_EMAIL, [invitation.email])
 
@@ -111,6 +148,7 @@ def invitation_create(
             f"{email} already has a pending invitation. Revoke it to send a new one."
         )
 
+    invitation_rate_check(organization=organization, invited_by=invited_by)
     invitation = Invitation.objects.create(
         organization=organization,
         email=email,

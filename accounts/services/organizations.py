@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils.text import slugify
 
+from accounts.allowances import plan_allowances
 from accounts.middleware import SESSION_KEY
 from accounts.models import AuditLog, Membership, Organization, Role, User
 from accounts.services.audit import audit_log_record
@@ -26,6 +29,10 @@ class MembershipPermissionError(MembershipError):
     """The actor's role does not allow the change at all (web pages answer 403)."""
 
 
+class OrganizationLimitReached(MembershipPermissionError):
+    """The user may not create another organization (docs/decisions.md, organizations)."""
+
+
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:120] or "org"
     slug, n = base, 1
@@ -35,12 +42,52 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def organization_limit_check(*, user: User) -> None:
+    """Raise OrganizationLimitReached when `user` may not create another organization.
+
+    Every organization gets the free plan's quotas, so an unlimited number of them
+    would multiply those quotas by scripting the create page. Counted are the
+    organizations the user created or owns: handing one over and leaving does not
+    free a slot. Free ones are capped at ACCOUNTS_FREE_ORGANIZATIONS_PER_USER (the
+    personal one included); paid ones (a subscription or an operator's grant) only
+    by the overall ACCOUNTS_ORGANIZATIONS_PER_USER, so a fund can add desks it pays for.
+    """
+    if transaction.get_connection().in_atomic_block:
+        # Serialise creations per user: two concurrent requests cannot both pass the count.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+    counted = list(
+        Organization.objects.filter(
+            Q(created_by=user) | Q(memberships__user=user, memberships__role=Role.OWNER)
+        ).distinct()
+    )
+    overall = settings.ACCOUNTS_ORGANIZATIONS_PER_USER
+    if len(counted) >= overall:
+        raise OrganizationLimitReached(
+            f"You can create or own at most {overall} organizations. Contact us for more."
+        )
+    free_allowance = settings.ACCOUNTS_FREE_ORGANIZATIONS_PER_USER
+    allowances = plan_allowances()
+    free = [o for o in counted if allowances.is_free(organization=o)]
+    if len(free) >= free_allowance:
+        raise OrganizationLimitReached(
+            f"You already have {len(free)} organizations on the free plan, the most allowed. "
+            "Upgrade one of them to a paid plan to create another."
+        )
+
+
 @transaction.atomic
 def organization_create(
     *, name: str, owner: User, is_personal: bool = False, ip_address: str | None = None
 ) -> Organization:
+    """Create an organization owned by `owner`, within the per-user cap.
+
+    The personal organization made at signup is never refused (it is the first),
+    but it counts towards the cap.
+    """
+    if not is_personal:
+        organization_limit_check(user=owner)
     organization = Organization.objects.create(
-        name=name, slug=_unique_slug(name), is_personal=is_personal
+        name=name, slug=_unique_slug(name), is_personal=is_personal, created_by=owner
     )
     Membership.objects.create(organization=organization, user=owner, role=Role.OWNER)
     audit_log_record(

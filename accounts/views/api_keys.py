@@ -1,9 +1,12 @@
 """The API keys page of the current organization: list, create (key shown once), revoke.
 
-Every member sees the list; only owners and admins create or revoke. The new
-key is rendered straight into the response to the creating POST and kept
-nowhere else (not in the session, not in a message), so a reload or the back
-button cannot show it again.
+Every member sees the list; only owners and admins create or revoke.
+
+Creating follows Post/Redirect/Get: the POST creates the key, parks the raw key in
+the session under the key's id and redirects to GET /keys/new/, which takes it out
+of the session and shows it (`no-store`). A reload of that page finds nothing to
+show and says the key was shown once, a reload can never POST again (no second key),
+and the raw key stays in the session for one redirect only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.decorators import SignedInRequest, membership_or_404
 from accounts.models import Membership
 from accounts.selectors import api_key_get, api_keys_for_organization
 from accounts.services import api_keys as key_services
@@ -46,11 +50,7 @@ class ApiKeyCreateForm(forms.Form):
         return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-def _membership(request: HttpRequest) -> Membership:
-    membership = getattr(request, "membership", None)
-    if membership is None:
-        raise Http404("You are not a member of any organization.")
-    return membership
+PENDING_KEY_SESSION = "qs_new_api_key"
 
 
 def _require_manager(membership: Membership) -> None:
@@ -70,16 +70,16 @@ def _list_page(
 @login_required
 @require_http_methods(["GET", "HEAD"])
 def api_key_list(request: HttpRequest) -> HttpResponse:
-    return _list_page(request, _membership(request), ApiKeyCreateForm())
+    return _list_page(request, membership_or_404(request), ApiKeyCreateForm())
 
 
 @never_cache
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def api_key_create(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+def api_key_create(request: SignedInRequest) -> HttpResponse:
+    membership = membership_or_404(request)
     if request.method != "POST":
-        return redirect("api_keys")  # the form lives on the list page
+        return _created_page(request, membership)
     _require_manager(membership)
     form = ApiKeyCreateForm(request.POST)
     if not form.is_valid():
@@ -98,19 +98,38 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
     except ApiKeyQuotaExceeded as exc:
         form.add_error(None, str(exc))
         return _list_page(request, membership, form, status=403)
+    request.session[PENDING_KEY_SESSION] = {
+        "id": created.api_key.pk,
+        "organization": membership.organization_id,
+        "raw": created.raw_key,
+    }
+    return redirect("api_key_create")
+
+
+def _created_page(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The one showing of a key just created; afterwards only a note that it was shown."""
+    pending = request.session.pop(PENDING_KEY_SESSION, None)
+    if not pending or pending.get("organization") != membership.organization_id:
+        messages.info(
+            request,
+            "A new key is shown only once, right after it is created. "
+            "If you did not copy it, revoke it and create another.",
+        )
+        return redirect("api_keys")
+    api_key = api_key_get(organization=membership.organization, api_key_id=pending["id"])
+    if api_key is None:
+        return redirect("api_keys")
     # never_cache sets Cache-Control: no-store among others: the key must not be
     # kept by the browser's cache or any proxy, and it is shown in this response only.
     return render(
-        request,
-        "accounts/key_created.html",
-        {"api_key": created.api_key, "raw_key": created.raw_key},
+        request, "accounts/key_created.html", {"api_key": api_key, "raw_key": pending["raw"]}
     )
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def api_key_revoke(request: HttpRequest, api_key_id: int) -> HttpResponse:
-    membership = _membership(request)
+def api_key_revoke(request: SignedInRequest, api_key_id: int) -> HttpResponse:
+    membership = membership_or_404(request)
     # Looked up inside the current organization only: another tenant's key is a 404.
     api_key = api_key_get(organization=membership.organization, api_key_id=api_key_id)
     if api_key is None:

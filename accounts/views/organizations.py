@@ -9,19 +9,24 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from accounts.decorators import SignedInRequest
 from accounts.forms import OrganizationForm, OrganizationSwitchForm
 from accounts.services import organizations as organization_services
 from accounts.services.audit import client_ip
-from accounts.services.organizations import MembershipError
+from accounts.services.organizations import MembershipError, OrganizationLimitReached
 
 
 @login_required
-def organization_create(request: HttpRequest) -> HttpResponse:
+def organization_create(request: SignedInRequest) -> HttpResponse:
     form = OrganizationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        organization = organization_services.organization_create(
-            name=form.cleaned_data["name"], owner=request.user, ip_address=client_ip(request)
-        )
+        try:
+            organization = organization_services.organization_create(
+                name=form.cleaned_data["name"], owner=request.user, ip_address=client_ip(request)
+            )
+        except OrganizationLimitReached as error:
+            form.add_error(None, str(error))
+            return render(request, "accounts/organization_form.html", {"form": form}, status=403)
         organization_services.organization_switch(
             session=request.session, user=request.user, organization_id=organization.pk
         )
@@ -33,7 +38,7 @@ def organization_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def organization_switch(request: HttpRequest) -> HttpResponse:
+def organization_switch(request: SignedInRequest) -> HttpResponse:
     form = OrganizationSwitchForm(request.POST)
     if not form.is_valid():
         raise Http404("No such organization.")

@@ -6,38 +6,20 @@ organization's members and invitations answer 404 before any rule is checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.decorators import OrganizationRequest, organization_required
 from accounts.forms import InvitationForm, MembershipRoleForm
-from accounts.models import Role
+from accounts.models import Membership, Role
 from accounts.selectors import invitations_pending, organization_members
 from accounts.services import invitations as invitation_services
 from accounts.services import organizations as organization_services
 from accounts.services.audit import client_ip
 from accounts.services.organizations import MembershipError, MembershipPermissionError
-
-View = Callable[..., HttpResponse]
-
-
-def organization_required(view: View) -> View:
-    """Signed in and with a current organization (new users are sent to create one)."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.organization is None:
-            return redirect("organization_create")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _refusal(request: HttpRequest, error: MembershipError) -> HttpResponse:
@@ -49,7 +31,7 @@ def _refusal(request: HttpRequest, error: MembershipError) -> HttpResponse:
 
 
 def _team_page(
-    request: HttpRequest, *, invite_form: InvitationForm | None = None, status: int = 200
+    request: OrganizationRequest, *, invite_form: InvitationForm | None = None, status: int = 200
 ) -> HttpResponse:
     membership = request.membership
     is_owner = membership.role == Role.OWNER
@@ -70,13 +52,13 @@ def _team_page(
 
 
 @organization_required
-def team(request: HttpRequest) -> HttpResponse:
+def team(request: OrganizationRequest) -> HttpResponse:
     return _team_page(request)
 
 
 @require_POST
 @organization_required
-def invitation_create(request: HttpRequest) -> HttpResponse:
+def invitation_create(request: OrganizationRequest) -> HttpResponse:
     if not request.membership.can_manage:
         raise PermissionDenied("Only owners and admins can invite people.")
     form = InvitationForm(request.POST)
@@ -98,7 +80,7 @@ def invitation_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @organization_required
-def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_revoke(request: OrganizationRequest, invitation_id: int) -> HttpResponse:
     invitation = (
         invitations_pending(organization=request.organization).filter(pk=invitation_id).first()
     )
@@ -117,7 +99,7 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     return redirect("team")
 
 
-def _member_or_404(request: HttpRequest, membership_id: int):
+def _member_or_404(request: OrganizationRequest, membership_id: int) -> Membership:
     member = organization_members(organization=request.organization).filter(pk=membership_id)
     found = member.first()
     if found is None:
@@ -127,7 +109,7 @@ def _member_or_404(request: HttpRequest, membership_id: int):
 
 @require_POST
 @organization_required
-def membership_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+def membership_role(request: OrganizationRequest, membership_id: int) -> HttpResponse:
     target = _member_or_404(request, membership_id)
     form = MembershipRoleForm(request.POST)
     if not form.is_valid():
@@ -147,11 +129,16 @@ def membership_role(request: HttpRequest, membership_id: int) -> HttpResponse:
     return redirect("team")
 
 
-@require_POST
+@require_http_methods(["GET", "HEAD", "POST"])
 @organization_required
-def membership_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+def membership_remove(request: OrganizationRequest, membership_id: int) -> HttpResponse:
     target = _member_or_404(request, membership_id)
     leaving = target.user_id == request.user.pk
+    if request.method != "POST":
+        # Leaving or removing cannot be undone from here (it takes a new invitation), so
+        # the button on the team page asks first; the POST (with CSRF) acts.
+        context = {"target": target, "leaving": leaving, "organization": request.organization}
+        return render(request, "accounts/membership_remove.html", context)
     try:
         organization_services.membership_remove(
             organization=request.organization,

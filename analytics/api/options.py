@@ -9,22 +9,26 @@ pricing itself) and priced in one vectorised call of ``analytics.options``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api.base import OrganizationAPIView
 from analytics.api.access import analytics_guard
+from analytics.arrays import FloatArray
 from analytics.options import (
     REASON_INVALID_INPUT,
     bsm_greeks,
     bsm_price,
     implied_volatility,
 )
-from quantsaas.api.base import OrganizationAPIView
 from quantsaas.api.errors import error_body
 from quantsaas.api.schema import error_response
 
@@ -33,25 +37,30 @@ KINDS = ("call", "put")
 GREEKS = ("delta", "gamma", "vega", "theta", "rho")
 
 # field -> (default or None when required, check, message when the check fails)
-_POSITIVE = (lambda v: v > 0, "Must be greater than 0.")
-_NON_NEGATIVE = (lambda v: v >= 0, "Must be 0 or more.")
-_ANY = (lambda v: True, "")
-COMMON_FIELDS = {
+_Check: TypeAlias = tuple[Callable[[float], bool], str]
+FieldRule: TypeAlias = tuple[float | None, Callable[[float], bool], str]
+_POSITIVE: _Check = (lambda v: v > 0, "Must be greater than 0.")
+_NON_NEGATIVE: _Check = (lambda v: v >= 0, "Must be 0 or more.")
+_ANY: _Check = (lambda v: True, "")
+COMMON_FIELDS: dict[str, FieldRule] = {
     "spot": (None, *_POSITIVE),
     "strike": (None, *_POSITIVE),
     "expiry": (None, *_NON_NEGATIVE),
     "rate": (0.0, *_ANY),
     "dividend_yield": (0.0, *_ANY),
 }
-PRICE_FIELDS = {**COMMON_FIELDS, "volatility": (None, *_NON_NEGATIVE)}
-IV_FIELDS = {**COMMON_FIELDS, "price": (None, *_ANY)}
+PRICE_FIELDS: dict[str, FieldRule] = {**COMMON_FIELDS, "volatility": (None, *_NON_NEGATIVE)}
+IV_FIELDS: dict[str, FieldRule] = {**COMMON_FIELDS, "price": (None, *_ANY)}
 
 
-def _row_problems(row: object, fields: dict) -> tuple[dict, dict]:
+def _row_problems(
+    row: object, fields: dict[str, FieldRule]
+) -> tuple[dict[str, float], dict[str, str]]:
     """(values, problems) of one row; problems maps field names to messages."""
     if not isinstance(row, dict):
         return {}, {"non_field_errors": "Each option must be a JSON object."}
-    values, problems = {}, {}
+    values: dict[str, float] = {}
+    problems: dict[str, str] = {}
     if row.get("type") not in KINDS:
         problems["type"] = 'Use "call" or "put".'
     for name, (default, check, message) in fields.items():
@@ -69,7 +78,9 @@ def _row_problems(row: object, fields: dict) -> tuple[dict, dict]:
     return values, problems
 
 
-def options_parse(payload: object, fields: dict) -> tuple[np.ndarray, dict, list]:
+def options_parse(
+    payload: object, fields: dict[str, FieldRule]
+) -> tuple[npt.NDArray[np.str_], dict[str, FloatArray], list[dict[str, Any] | None]]:
     """Kinds, arrays per field, and per-row errors (None for good rows).
 
     Bad rows get harmless placeholder inputs so the batch stays one vectorised call;
@@ -85,7 +96,7 @@ def options_parse(payload: object, fields: dict) -> tuple[np.ndarray, dict, list
     n = len(rows)
     kinds = np.empty(n, dtype="<U4")
     arrays = {name: np.empty(n) for name in fields}
-    errors: list[dict | None] = [None] * n
+    errors: list[dict[str, Any] | None] = [None] * n
     for i, row in enumerate(rows):
         values, problems = _row_problems(row, fields)
         if problems:
@@ -105,12 +116,12 @@ def options_parse(payload: object, fields: dict) -> tuple[np.ndarray, dict, list
     return kinds, arrays, errors
 
 
-def _numbers(values: np.ndarray) -> list[float | None]:
+def _numbers(values: FloatArray) -> list[float | None]:
     """JSON has no NaN: undefined numbers (e.g. greeks at zero expiry) answer null."""
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 
-class OptionIn(serializers.Serializer):
+class OptionIn(serializers.Serializer[dict[str, Any]]):
     type = serializers.ChoiceField(choices=KINDS)
     spot = serializers.FloatField(min_value=0)
     strike = serializers.FloatField(min_value=0)
@@ -120,17 +131,17 @@ class OptionIn(serializers.Serializer):
     volatility = serializers.FloatField(min_value=0, help_text="0.2 = 20 %.")
 
 
-class OptionsPriceIn(serializers.Serializer):
-    options = OptionIn(many=True)
+class OptionsPriceIn(serializers.Serializer[dict[str, Any]]):
+    options = serializers.ListField(child=OptionIn(), min_length=1, max_length=MAX_OPTIONS)
 
 
-class RowError(serializers.Serializer):
+class RowError(serializers.Serializer[dict[str, Any]]):
     code = serializers.CharField()
     message = serializers.CharField()
     details = serializers.DictField()
 
 
-class OptionPriceOut(serializers.Serializer):
+class OptionPriceOut(serializers.Serializer[dict[str, Any]]):
     price = serializers.FloatField(allow_null=True)
     delta = serializers.FloatField(allow_null=True, help_text="dV/dS")
     gamma = serializers.FloatField(allow_null=True, help_text="d2V/dS2")
@@ -140,20 +151,21 @@ class OptionPriceOut(serializers.Serializer):
     error = RowError(required=False, help_text="Only on a row whose fields are invalid.")
 
 
-class OptionsPriceOut(serializers.Serializer):
-    data = OptionPriceOut(many=True)
+class OptionsPriceOut(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields off the class: this does not shadow .data.
+    data = OptionPriceOut(many=True)  # type: ignore[assignment]
 
 
 class IvOptionIn(OptionIn):
-    volatility = None
+    volatility = None  # type: ignore[assignment]  # DRF's way to drop an inherited field
     price = serializers.FloatField()
 
 
-class ImpliedVolatilityIn(serializers.Serializer):
-    options = IvOptionIn(many=True)
+class ImpliedVolatilityIn(serializers.Serializer[dict[str, Any]]):
+    options = serializers.ListField(child=IvOptionIn(), min_length=1, max_length=MAX_OPTIONS)
 
 
-class ImpliedVolatilityRowOut(serializers.Serializer):
+class ImpliedVolatilityRowOut(serializers.Serializer[dict[str, Any]]):
     volatility = serializers.FloatField(allow_null=True)
     reason = serializers.ChoiceField(
         required=False,
@@ -163,8 +175,9 @@ class ImpliedVolatilityRowOut(serializers.Serializer):
     error = RowError(required=False, help_text="Only on a row whose fields are invalid.")
 
 
-class ImpliedVolatilityOut(serializers.Serializer):
-    data = ImpliedVolatilityRowOut(many=True)
+class ImpliedVolatilityOut(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields off the class: this does not shadow .data.
+    data = ImpliedVolatilityRowOut(many=True)  # type: ignore[assignment]
 
 
 ERRORS = {
@@ -193,12 +206,12 @@ class OptionsPriceView(OrganizationAPIView):
         )
         price = _numbers(bsm_price(*inputs))
         greeks = [_numbers(g) for g in bsm_greeks(*inputs)]
-        data = []
+        data: list[dict[str, object]] = []
         for i, error in enumerate(errors):
             if error is not None:
                 data.append({"price": None, **dict.fromkeys(GREEKS), "error": error})
             else:
-                row = {"price": price[i]}
+                row: dict[str, object] = {"price": price[i]}
                 for name, values in zip(GREEKS, greeks, strict=True):
                     row[name] = values[i]
                 data.append(row)
@@ -219,7 +232,7 @@ class ImpliedVolatilityView(OrganizationAPIView):
         )
         volatility = _numbers(result.volatility)
         reasons = result.reason.tolist()
-        data = []
+        data: list[dict[str, object]] = []
         for i, error in enumerate(errors):
             if error is not None:
                 data.append({"volatility": None, "reason": REASON_INVALID_INPUT, "error": error})

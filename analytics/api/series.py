@@ -14,6 +14,7 @@ Market data is global; the plan gates analytics (403 plan_required) and history 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from drf_spectacular.utils import extend_schema
@@ -25,13 +26,14 @@ from rest_framework.response import Response
 from analytics import selectors
 from analytics.api.access import analytics_guard
 from analytics.volatility import ESTIMATORS, realized_volatility
+from analytics.vpin import TooManyBuckets, buckets_implied
 from analytics.vpin import vpin as vpin_batch
+from billing.gates import complete_before, history_boundary, history_guard
 from marketdata import selectors as md_selectors
-from marketdata.api.access import history_boundary, history_guard
-from marketdata.api.delay import complete_before
 from marketdata.api.params import WindowParams
 from marketdata.api.views import MarketDataView
 from marketdata.candles import INTERVALS_MS
+from marketdata.models import Instrument
 from quantsaas.api.schema import error_response
 from quantsaas.timeutil import now_ms
 
@@ -48,6 +50,8 @@ OFI_INTERVALS_MS = {
 VPIN_DEFAULT_RANGE_MS = 86_400_000
 VPIN_MAX_TRADES = 1_000_000
 VPIN_BAR_MS = 60_000
+# The longest look-back of one volatility estimate: a year of daily bars (docs/decisions.md).
+VOLATILITY_MAX_LOOKBACK_DAYS = 366
 
 ERRORS = {
     400: error_response("Invalid parameters."),
@@ -61,13 +65,13 @@ def _number(value: float | None) -> float | None:
 
 
 class AnalyticsView(MarketDataView):
-    def window(self, params: dict, *, step_ms: int, limit: int) -> tuple[int, int]:
+    def window(self, params: dict[str, Any], *, step_ms: int, limit: int) -> tuple[int, int]:
         """[start, end) of the request, with the plan's history depth enforced; without
         `start`, the latest `limit` steps before `end`. For a delayed plan `end` is at
-        most the cutoff (marketdata/api/delay.py): analytics of the last minutes would
+        most the cutoff (billing/gates.py): analytics of the last minutes would
         leak the real-time data they are computed from."""
         now = now_ms()
-        end = params.get("end", now)
+        end = min(params.get("end", now), now)  # nothing exists later, nor near year 9999
         cutoff = self.realtime_cutoff(now)
         if cutoff is not None:
             end = min(end, cutoff)
@@ -87,15 +91,16 @@ class OfiParams(WindowParams):
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1_000)
 
 
-class OfiRow(serializers.Serializer):
+class OfiRow(serializers.Serializer[dict[str, Any]]):
     ts = serializers.IntegerField(help_text="Interval start, ms, epoch-aligned.")
     ofi = serializers.FloatField(help_text="Cont-Kukanov-Stoikov OFI, base units.")
     updates = serializers.IntegerField(help_text="Book updates in the interval.")
     interval_ms = serializers.IntegerField()
 
 
-class OfiList(serializers.Serializer):
-    data = OfiRow(many=True)
+class OfiList(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields off the class: this does not shadow .data.
+    data = OfiRow(many=True)  # type: ignore[assignment]
     next = serializers.URLField(allow_null=True)
 
 
@@ -149,7 +154,7 @@ class VpinParams(WindowParams):
         return value
 
 
-class VpinRow(serializers.Serializer):
+class VpinRow(serializers.Serializer[dict[str, Any]]):
     ts = serializers.IntegerField(help_text="Last trade of the bar that completed the bucket.")
     buy_volume = serializers.FloatField()
     sell_volume = serializers.FloatField()
@@ -158,10 +163,12 @@ class VpinRow(serializers.Serializer):
     window = serializers.IntegerField()
 
 
-class VpinList(serializers.Serializer):
-    data = VpinRow(many=True)
+class VpinList(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields off the class: these do not shadow the
+    # serializer's .data and .source.
+    data = VpinRow(many=True)  # type: ignore[assignment]
     next = serializers.URLField(allow_null=True)
-    source = serializers.ChoiceField(choices=["stream", "trades"])
+    source = serializers.ChoiceField(choices=["stream", "trades"])  # type: ignore[assignment]
     bucket_volume = serializers.FloatField()
     window = serializers.IntegerField()
     bar_ms = serializers.IntegerField()
@@ -191,7 +198,15 @@ class VpinView(AnalyticsView):
             return self._stored(request, instrument, live, start, end, limit)
         return self._computed(instrument, bucket_volume, window, start, end, limit)
 
-    def _stored(self, request, instrument, live, start, end, limit):
+    def _stored(
+        self,
+        request: Request,
+        instrument: Instrument,
+        live: tuple[float, int, int],
+        start: int,
+        end: int,
+        limit: int,
+    ) -> Response:
         bucket_volume, window, bar_ms = live
         rows = selectors.vpin_stored_between(
             instrument=instrument,
@@ -233,7 +248,15 @@ class VpinView(AnalyticsView):
             }
         )
 
-    def _computed(self, instrument, bucket_volume, window, start, end, limit):
+    def _computed(
+        self,
+        instrument: Instrument,
+        bucket_volume: float,
+        window: int,
+        start: int,
+        end: int,
+        limit: int,
+    ) -> Response:
         ts, price, size = selectors.trades_arrays(
             instrument=instrument, start_ms=start, end_ms=end, limit=VPIN_MAX_TRADES + 1
         )
@@ -241,11 +264,17 @@ class VpinView(AnalyticsView):
             raise ValidationError(
                 {"start": f"More than {VPIN_MAX_TRADES} trades in the range; narrow it."}
             )
-        series = vpin_batch(ts, price, size, bucket_volume, window=window, bar_ms=VPIN_BAR_MS)
-        if series.ts_ms.size > limit:
-            raise ValidationError(
-                {"limit": f"The range holds {series.ts_ms.size} buckets; raise limit or narrow it."}
+        # Refused before any per-bucket array exists: the range's volume over a tiny
+        # bucket_volume could imply billions of buckets (docs/decisions.md).
+        buckets = buckets_implied(float(size.sum()), bucket_volume) if size.size else 0.0
+        if buckets > limit:
+            raise _too_many_buckets(buckets, limit)
+        try:
+            series = vpin_batch(
+                ts, price, size, bucket_volume, window=window, bar_ms=VPIN_BAR_MS, max_buckets=limit
             )
+        except TooManyBuckets as exc:
+            raise _too_many_buckets(exc.buckets, limit) from None
         data = [
             {
                 "ts": t,
@@ -275,23 +304,58 @@ class VpinView(AnalyticsView):
         )
 
 
+def _too_many_buckets(buckets: float, limit: int) -> ValidationError:
+    implied = "too many" if not math.isfinite(buckets) else f"{buckets:,.0f}"
+    return ValidationError(
+        {
+            "bucket_volume": (
+                f"The range's volume makes {implied} buckets of this size, more than "
+                f"limit={limit}: raise bucket_volume or limit, or narrow the range."
+            )
+        }
+    )
+
+
 # --- volatility ---------------------------------------------------------------------------
 class VolatilityParams(WindowParams):
     estimator = serializers.ChoiceField(choices=list(ESTIMATORS), default="close_to_close")
     interval = serializers.ChoiceField(choices=list(INTERVALS_MS), default="1h")
-    window = serializers.IntegerField(min_value=2, max_value=1_000, default=24)
+    window = serializers.IntegerField(
+        min_value=2,
+        max_value=1_000,
+        default=24,
+        help_text=(
+            f"Bars per estimate; window x interval at most {VOLATILITY_MAX_LOOKBACK_DAYS} days."
+        ),
+    )
     limit = serializers.IntegerField(min_value=1, max_value=5_000, default=500)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        lookback_ms = attrs["window"] * INTERVALS_MS[attrs["interval"]]
+        if lookback_ms > VOLATILITY_MAX_LOOKBACK_DAYS * 86_400_000:
+            raise serializers.ValidationError(
+                {
+                    "window": (
+                        f"window x interval reaches back {lookback_ms / 86_400_000:g} days; "
+                        f"at most {VOLATILITY_MAX_LOOKBACK_DAYS}. Use fewer bars or a "
+                        "shorter interval."
+                    )
+                }
+            )
+        return attrs
 
-class VolatilityRow(serializers.Serializer):
+
+class VolatilityRow(serializers.Serializer[dict[str, Any]]):
     ts = serializers.IntegerField(help_text="Open time of the bar that ends the window.")
     volatility = serializers.FloatField(
         allow_null=True, help_text="Annualised (24/7), decimal: 0.5 = 50 %."
     )
 
 
-class VolatilityList(serializers.Serializer):
-    data = VolatilityRow(many=True)
+class VolatilityList(serializers.Serializer[dict[str, Any]]):
+    # DRF's metaclass moves declared fields off the class: this does not shadow .data.
+    data = VolatilityRow(many=True)  # type: ignore[assignment]
     next = serializers.URLField(allow_null=True)
     estimator = serializers.CharField()
     interval = serializers.CharField()
@@ -317,16 +381,19 @@ class VolatilityView(AnalyticsView):
         if cutoff is not None:
             end = min(end, complete_before(cutoff))  # whole stored minutes
         # The bars before `start` that the first window needs (one more for the estimators
-        # that use the previous close); they are read but not answered.
+        # that use the previous close); they are read but not answered, and never from
+        # before the plan's history depth: there the first windows stay null.
         lead = (window + 1) * interval_ms
+        floor = history_boundary(organization=self.organization, now_ms=now_ms()) or 0
+        floor += -floor % interval_ms  # whole bars only
         rows = md_selectors.candles_between(
             instrument=instrument,
             interval=interval,
-            start_ms=max(start - lead, 0),
+            start_ms=max(start - lead, floor),
             end_ms=end,
             limit=limit + window + 2,
         )
-        data: list[dict] = []
+        data: list[dict[str, Any]] = []
         next_url = None
         if rows:
             columns = np.array([row[:5] for row in rows], dtype=float)

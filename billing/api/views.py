@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.api.base import OrganizationAPIView
 from billing.selectors import usage_summary
-from quantsaas.api.base import OrganizationAPIView
 
 
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-class PlanOutput(serializers.Serializer):
+class PlanOutput(serializers.Serializer[dict[str, Any]]):
     code = serializers.CharField()
     name = serializers.CharField()
     status = serializers.CharField(help_text="Subscription status the plan comes from.")
 
 
-class LimitsOutput(serializers.Serializer):
+class LimitsOutput(serializers.Serializer[dict[str, Any]]):
     requests_per_minute = serializers.IntegerField()
     ws_connections = serializers.IntegerField()
     ws_subscriptions = serializers.IntegerField()
@@ -34,7 +35,7 @@ class LimitsOutput(serializers.Serializer):
     backtests_per_day = serializers.IntegerField()
 
 
-class UsageCountsOutput(serializers.Serializer):
+class UsageCountsOutput(serializers.Serializer[dict[str, Any]]):
     api_requests = serializers.IntegerField()
     stream_messages = serializers.IntegerField()
     api_requests_today = serializers.IntegerField()
@@ -42,13 +43,13 @@ class UsageCountsOutput(serializers.Serializer):
     api_keys_active = serializers.IntegerField()
 
 
-class UsageDayOutput(serializers.Serializer):
+class UsageDayOutput(serializers.Serializer[dict[str, Any]]):
     date = serializers.DateField()
     api_requests = serializers.IntegerField()
     stream_messages = serializers.IntegerField()
 
 
-class UsageOutput(serializers.Serializer):
+class UsageOutput(serializers.Serializer[dict[str, Any]]):
     plan = PlanOutput()
     limits = LimitsOutput()
     period_start = serializers.IntegerField(help_text="Milliseconds since the epoch (UTC).")
@@ -70,12 +71,13 @@ class UsageView(OrganizationAPIView):
     def get(self, request: Request) -> Response:
         summary = usage_summary(organization=self.organization)
         ent = summary.entitlements
+        # .keys(): drf-stubs type iterating a serializer's fields as the Field objects.
         body = {
             "plan": {"code": ent.plan, "name": ent.plan_name, "status": ent.status},
-            "limits": {name: getattr(ent, name) for name in LimitsOutput().fields},
+            "limits": {name: getattr(ent, name) for name in LimitsOutput().fields.keys()},  # noqa: SIM118
             "period_start": _ms(summary.period_start),
             "period_end": _ms(summary.period_end),
-            "usage": {name: getattr(summary, name) for name in UsageCountsOutput().fields},
+            "usage": {name: getattr(summary, name) for name in UsageCountsOutput().fields.keys()},  # noqa: SIM118
             "days": summary.days,
         }
         return Response(UsageOutput(body).data)

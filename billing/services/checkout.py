@@ -16,7 +16,8 @@ class CheckoutUnavailable(Exception):
 
 
 def _absolute(path: str) -> str:
-    return settings.SITE_URL + path
+    site_url: str = settings.SITE_URL
+    return site_url + path
 
 
 def checkout_session_create(*, organization: Organization, plan: Plan, user: User) -> str:
@@ -44,6 +45,8 @@ def checkout_session_create(*, organization: Organization, plan: Plan, user: Use
             "subscription_data": {"metadata": metadata},
         }
     )
+    if session.url is None:  # only embedded Checkout has no page of its own
+        raise CheckoutUnavailable("Stripe did not return a checkout page; please try again.")
     return session.url
 
 

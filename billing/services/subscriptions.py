@@ -33,7 +33,7 @@ def _timestamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC) if value else None
 
 
-def _first_item(data: dict) -> dict:
+def _first_item(data: dict[str, Any]) -> dict[str, Any]:
     items = (data.get("items") or {}).get("data") or []
     return items[0] if items else {}
 
@@ -49,7 +49,7 @@ def plan_for_price(price_id: str) -> Plan | None:
     return Plan.objects.filter(code__in=codes).first() if codes else None
 
 
-def _organization_for(data: dict) -> Organization:
+def _organization_for(data: dict[str, Any]) -> Organization:
     customer_id = data["customer"] if isinstance(data["customer"], str) else data["customer"]["id"]
     customer = StripeCustomer.objects.select_related("organization").filter(
         stripe_customer_id=customer_id
@@ -59,7 +59,7 @@ def _organization_for(data: dict) -> Organization:
     raise UnknownCustomer(f"Stripe customer {customer_id} belongs to no organization.")
 
 
-def subscription_store(*, data: dict) -> Subscription:
+def subscription_store(*, data: dict[str, Any]) -> Subscription:
     """Write Stripe's subscription object (a plain dict) into our row for it."""
     organization = _organization_for(data)
     item = _first_item(data)

@@ -1,11 +1,14 @@
-"""Receiving Stripe webhooks, the dj-stripe way.
+"""Receiving Stripe webhooks, the dj-stripe way, verified first.
 
-1. Store the raw delivery before anything else, so nothing Stripe sent is lost.
-2. Verify the signature with OUR configured secret (never one the request names).
-3. Deduplicate on Stripe's event id; only verified events may claim an id.
-4. Process inside a transaction: treat the event as "something changed" and
+1. Verify the signature with OUR configured secret (never one the request names).
+   A delivery that fails is recorded as metadata only (size, address, reason):
+   its body is whatever anyone posted, and storing it would let a flood of junk
+   fill the database.
+2. Store the verified event, deduplicating on Stripe's event id.
+3. Process inside a transaction: treat the event as "something changed" and
    re-read the subscription from Stripe, then record the outcome.
-Unhandled types are acknowledged (2xx) and recorded as ignored.
+Unhandled types are acknowledged (2xx) and recorded as ignored. Rows older than
+the retention are pruned by a periodic task (`webhook_events_prune`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -36,6 +41,7 @@ DONE = frozenset({Outcome.PROCESSED, Outcome.IGNORED})
 class WebhookAnswer:
     status: int
     message: str
+    genuine: bool = False  # a verified first delivery: the sender proved it is Stripe
 
 
 def _stripe_id(value: object) -> str | None:
@@ -45,28 +51,29 @@ def _stripe_id(value: object) -> str | None:
     return value or None  # type: ignore[return-value]
 
 
-def _invoice_subscription_id(invoice: dict) -> str | None:
+def _invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
     # API 2025-03-31 moved it under parent.subscription_details; older versions had it on top.
     details = (invoice.get("parent") or {}).get("subscription_details") or {}
     return _stripe_id(details.get("subscription")) or _stripe_id(invoice.get("subscription"))
 
 
-def _on_checkout_completed(obj: dict) -> None:
-    if obj.get("mode") == "subscription" and obj.get("subscription"):
-        subscription_sync(stripe_subscription_id=_stripe_id(obj["subscription"]))
+def _on_checkout_completed(obj: dict[str, Any]) -> None:
+    subscription_id = _stripe_id(obj.get("subscription"))
+    if obj.get("mode") == "subscription" and subscription_id:
+        subscription_sync(stripe_subscription_id=subscription_id)
 
 
-def _on_subscription_changed(obj: dict) -> None:
+def _on_subscription_changed(obj: dict[str, Any]) -> None:
     subscription_sync(stripe_subscription_id=obj["id"])
 
 
-def _on_invoice_paid(obj: dict) -> None:
+def _on_invoice_paid(obj: dict[str, Any]) -> None:
     subscription_id = _invoice_subscription_id(obj)
     if subscription_id:
         subscription_sync(stripe_subscription_id=subscription_id)
 
 
-def _on_invoice_payment_failed(obj: dict) -> None:
+def _on_invoice_payment_failed(obj: dict[str, Any]) -> None:
     _on_invoice_paid(obj)
     customer = StripeCustomer.objects.filter(stripe_customer_id=_stripe_id(obj.get("customer")))
     organization_id = customer.values_list("organization_id", flat=True).first()
@@ -83,7 +90,7 @@ def _on_invoice_payment_failed(obj: dict) -> None:
     )
 
 
-HANDLERS: dict[str, Callable[[dict], None]] = {
+HANDLERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "checkout.session.completed": _on_checkout_completed,
     "customer.subscription.created": _on_subscription_changed,
     "customer.subscription.updated": _on_subscription_changed,
@@ -93,39 +100,104 @@ HANDLERS: dict[str, Callable[[dict], None]] = {
 }
 
 
-def webhook_receive(*, raw_body: bytes, signature: str | None) -> WebhookAnswer:
-    """Store, verify, deduplicate and process one delivery; the answer for Stripe."""
-    row = WebhookEvent.objects.create(raw_body=raw_body.decode("utf-8", errors="replace"))
+def _failure_record(
+    *, outcome: str, reason: str, raw_body: bytes, ip_address: str | None, event_type: str = ""
+) -> None:
+    """Metadata of a delivery that is not kept: never its body."""
+    WebhookEvent.objects.create(
+        raw_body="",
+        type=event_type[:100],
+        outcome=outcome,
+        error=f"{reason} ({len(raw_body)} bytes from {ip_address or 'an unknown address'})",
+        processed_at=timezone.now(),
+    )
+
+
+def webhook_receive(
+    *, raw_body: bytes, signature: str | None, ip_address: str | None = None
+) -> WebhookAnswer:
+    """Verify, store, deduplicate and process one delivery; the answer for Stripe."""
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
-        row.outcome, row.error = Outcome.FAILED, "STRIPE_WEBHOOK_SECRET is not configured."
-        row.save(update_fields=["outcome", "error"])
+        _failure_record(
+            outcome=Outcome.FAILED,
+            reason="STRIPE_WEBHOOK_SECRET is not configured.",
+            raw_body=raw_body,
+            ip_address=ip_address,
+        )
         return WebhookAnswer(503, "Webhooks are not configured on this server.")
     try:
         stripe.Webhook.construct_event(raw_body, signature or "", secret)
         payload = json.loads(raw_body)
-        event_id, event_type = payload["id"], payload["type"]
+        event_id, event_type = str(payload["id"]), str(payload["type"])
     except (ValueError, KeyError, TypeError, stripe.SignatureVerificationError) as exc:
-        row.outcome, row.error = Outcome.INVALID_SIGNATURE, str(exc)[:500]
-        row.save(update_fields=["outcome", "error"])
+        # The exception's class and message only: they describe the failure, not the body.
+        _failure_record(
+            outcome=Outcome.INVALID_SIGNATURE,
+            reason=f"{type(exc).__name__}: {str(exc)[:200]}",
+            raw_body=raw_body,
+            ip_address=ip_address,
+        )
         return WebhookAnswer(400, "Invalid signature or payload.")
 
     try:
         with transaction.atomic():
-            WebhookEvent.objects.filter(pk=row.pk).update(
-                stripe_event_id=event_id, type=event_type, payload=payload
+            row = WebhookEvent.objects.create(
+                stripe_event_id=event_id,
+                type=event_type,
+                raw_body=raw_body.decode("utf-8", errors="replace"),
+                payload=payload,
             )
     except IntegrityError:
         original = WebhookEvent.objects.get(stripe_event_id=event_id)
-        row.type, row.outcome = event_type, Outcome.DUPLICATE
-        row.error, row.processed_at = f"Duplicate delivery of #{original.pk}.", timezone.now()
-        row.save(update_fields=["type", "outcome", "error", "processed_at"])
+        _failure_record(
+            outcome=Outcome.DUPLICATE,
+            reason=f"Duplicate delivery of #{original.pk}.",
+            raw_body=raw_body,
+            ip_address=ip_address,
+            event_type=event_type,
+        )
         if original.outcome in DONE:
             return WebhookAnswer(200, "Duplicate; already processed.")
         row = original  # the earlier delivery failed or is in flight: (re)try it under its lock
     if webhook_event_process(webhook_event_id=row.pk):
-        return WebhookAnswer(200, "Processed.")
-    return WebhookAnswer(500, "Processing failed; Stripe will retry.")
+        return WebhookAnswer(200, "Processed.", genuine=True)
+    return WebhookAnswer(500, "Processing failed; Stripe will retry.", genuine=True)
+
+
+# Outcomes that say nothing worth keeping beyond a week: deliveries we did not accept.
+_REFUSED = (Outcome.INVALID_SIGNATURE, Outcome.DUPLICATE)
+PRUNE_BATCH = 5_000
+
+
+def webhook_events_prune(*, now: datetime | None = None) -> int:
+    """Delete deliveries past their retention; the number deleted.
+
+    Verified events are kept BILLING_WEBHOOK_RETENTION_DAYS (Stripe itself keeps
+    events 30 days; ours answer "what did Stripe tell us" for a quarter), refused
+    deliveries BILLING_WEBHOOK_REFUSED_RETENTION_DAYS. Deleted in batches, so a
+    large backlog never holds long locks.
+    """
+    now = now or timezone.now()
+    kept = now - timedelta(days=settings.BILLING_WEBHOOK_RETENTION_DAYS)
+    refused_kept = now - timedelta(days=settings.BILLING_WEBHOOK_REFUSED_RETENTION_DAYS)
+    expired = WebhookEvent.objects.filter(received_at__lt=kept) | WebhookEvent.objects.filter(
+        outcome__in=_REFUSED, received_at__lt=refused_kept
+    )
+    deleted = 0
+    while True:
+        batch = list(expired.order_by("pk").values_list("pk", flat=True)[:PRUNE_BATCH])
+        if not batch:
+            return deleted
+        deleted += WebhookEvent.objects.filter(pk__in=batch).delete()[0]
+
+
+def _event_object(event: WebhookEvent) -> dict[str, Any]:
+    """The Stripe object the event is about; every verified event stored its payload."""
+    if event.payload is None:
+        raise ValueError(f"Webhook event {event.pk} has no payload.")
+    data: dict[str, Any] = event.payload["data"]["object"]
+    return data
 
 
 def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> bool:
@@ -149,7 +221,7 @@ def webhook_event_process(*, webhook_event_id: int, force: bool = False) -> bool
             else:
                 try:
                     with transaction.atomic():
-                        handler(event.payload["data"]["object"])
+                        handler(_event_object(event))
                     event.outcome = Outcome.PROCESSED
                 except UnknownCustomer as exc:
                     # Not ours (another product on the same Stripe account): retrying won't help.

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, Role, User
 from accounts.services.api_keys import api_key_create, api_key_revoke
 from tests.factories import OrganizationFactory, UserFactory, membership_add
+from tests.mfa import staff_client
 
 MODELS = ["user", "organization", "membership", "invitation", "apikey", "auditlog"]
 
@@ -25,9 +26,7 @@ def operator(db):
 
 @pytest.fixture
 def operator_client(operator) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
+    return staff_client(operator)  # password and TOTP code, as the admin requires
 
 
 def _invite(organization: Organization, email: str, **fields) -> Invitation:

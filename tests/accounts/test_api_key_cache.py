@@ -53,7 +53,9 @@ class FakeMonotonic:
 
 @pytest.fixture
 def acme_key(acme, alice):
-    created = api_key_create(organization=acme, created_by=alice, name="research")
+    created = api_key_create(
+        organization=acme, created_by=alice, name="research", scopes=["read", "admin"]
+    )
     client = key_client(created.raw_key)
     assert client.get(INSTRUMENTS).status_code == 200  # used once: cached from here on
     return created, client
@@ -61,7 +63,9 @@ def acme_key(acme, alice):
 
 @pytest.fixture
 def globex_key(globex, mallory):
-    created = api_key_create(organization=globex, created_by=mallory, name="bot")
+    created = api_key_create(
+        organization=globex, created_by=mallory, name="bot", scopes=["read", "admin"]
+    )
     client = key_client(created.raw_key)
     assert client.get(INSTRUMENTS).status_code == 200
     return created, client
@@ -207,7 +211,9 @@ def test_a_key_revoked_while_a_request_was_reading_it_is_refused_afterwards(
     from accounts.api_key_cache import api_key_cache_forget
     from accounts.services import api_keys
 
-    created = api_key_create(organization=acme, created_by=alice, name="research")
+    created = api_key_create(
+        organization=acme, created_by=alice, name="research", scopes=["read", "admin"]
+    )
     client = key_client(created.raw_key)
     store = api_keys.api_key_cache_store
 

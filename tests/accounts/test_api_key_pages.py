@@ -53,8 +53,10 @@ def test_page_lists_the_organizations_keys_masked_with_status(
 
 
 def test_creating_a_key_shows_it_once_with_a_copy_button(alice_page):
-    response = alice_page.post(reverse("api_key_create"), {"name": "notebook"})
+    # Post/Redirect/Get: a reload of the page showing the key never posts again.
+    response = alice_page.post(reverse("api_key_create"), {"name": "notebook"}, follow=True)
 
+    assert response.redirect_chain == [(reverse("api_key_create"), 302)]
     assert response.status_code == 200
     page = response.content.decode()
     [raw_key] = set(RAW_KEY.findall(page))
@@ -65,9 +67,13 @@ def test_creating_a_key_shows_it_once_with_a_copy_button(alice_page):
     assert "<script>" not in page  # no inline script: a strict CSP must not break the page
 
     # Neither the list, nor a reload of the page, nor the session holds it afterwards.
-    assert raw_key not in alice_page.get(reverse("api_keys")).content.decode()
-    assert raw_key not in alice_page.get(reverse("api_key_create"), follow=True).content.decode()
     assert raw_key not in str(dict(alice_page.session.items()))
+    assert raw_key not in alice_page.get(reverse("api_keys")).content.decode()
+    reload = alice_page.get(reverse("api_key_create"), follow=True)
+    assert reload.status_code == 200
+    assert raw_key not in reload.content.decode()
+    assert "shown only once" in reload.content.decode()
+    assert ApiKey.objects.filter(name="notebook").count() == 1
 
 
 def test_copy_script_is_served(alice_page):

@@ -48,7 +48,10 @@ def acme_on_pro(acme):
 
 @pytest.fixture
 def acme_key(acme, alice):
-    return api_key_create(organization=acme, created_by=alice, name="research")
+    # An admin-scoped key: the tests below rotate keys with it.
+    return api_key_create(
+        organization=acme, created_by=alice, name="research", scopes=["read", "admin"]
+    )
 
 
 def test_created_key_is_shown_once_and_a_later_list_does_not_contain_it(alice_client):
@@ -83,6 +86,8 @@ def test_list_shows_the_fields_a_customer_needs_and_never_the_hash(alice_client,
         "id",
         "name",
         "prefix",
+        "scopes",
+        "created_by_key",
         "last_four",
         "masked",
         "status",

@@ -20,24 +20,13 @@ from marketdata.records import BookUpdate, TradeRecord
 from marketdata.sim.history import sim_history_load
 from quantsaas.celery import app as celery_app
 from quantsaas.timeutil import dt_to_ms, ms_to_dt, now_ms
+from tests.analytics.conftest import error_of
 from tests.factories import plan_grant, plan_override_with
 
 PRICE = "/api/v1/options/price"
 IV = "/api/v1/options/implied-volatility"
 BTC = "/api/v1/analytics/sim/BTC-USD"
 HULL = {"spot": 42, "strike": 40, "expiry": 0.5, "rate": 0.10, "dividend_yield": 0}
-
-
-def error_of(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"]
-    return error
-
-
-@pytest.fixture
-def btc(db) -> Instrument:
-    return Instrument.objects.get(exchange_id="sim", symbol="BTC-USD")
 
 
 @pytest.fixture

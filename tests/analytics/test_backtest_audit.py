@@ -3,7 +3,6 @@ which organization; refused submissions leave none. Mallory's Globex stays apart
 
 from __future__ import annotations
 
-from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -12,6 +11,7 @@ from accounts.services.api_keys import api_key_create
 from analytics.models import Backtest
 from quantsaas.timeutil import now_ms
 from tests.factories import UserFactory, plan_override_with
+from tests.mfa import staff_client
 
 SUBMITTED = AuditLog.Action.BACKTEST_SUBMITTED
 
@@ -56,7 +56,9 @@ def test_a_session_users_submission_is_audited_once_naming_the_user(alice_client
 
 
 def test_an_api_keys_submission_is_audited_once_naming_the_key(acme, alice):
-    key = api_key_create(organization=acme, created_by=alice, name="research")
+    key = api_key_create(
+        organization=acme, created_by=alice, name="research", scopes=["read", "trade-analytics"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key.raw_key}")
 
@@ -97,7 +99,9 @@ def test_a_submission_over_the_daily_allowance_is_not_audited(alice_client, acme
 
 def test_a_plan_without_backtests_audits_nothing(acme, alice):
     _backtests_per_day(acme, 0)
-    key = api_key_create(organization=acme, created_by=alice, name="research")
+    key = api_key_create(
+        organization=acme, created_by=alice, name="research", scopes=["read", "trade-analytics"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key.raw_key}")
 
@@ -117,8 +121,7 @@ def test_an_invalid_submission_audits_nothing(alice_client, acme):
 def test_the_admin_shows_and_filters_backtest_submissions(alice_client, acme):
     _submit(alice_client)
     operator = UserFactory(email="ops@quantsaas.test", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(operator)
+    client = staff_client(operator)  # the admin requires TOTP
 
     page = client.get(
         reverse("admin:accounts_auditlog_changelist"), {"action__exact": SUBMITTED.value}

@@ -82,19 +82,22 @@ def test_parallel_requests_let_exactly_the_limit_through(acme, alice):
     assert {r for s, r in results if s == 429} == {"0"}
 
 
-def test_redis_outage_fails_open_without_counting(settings, alice_client, small_free_plan):
+def test_redis_outage_limits_per_process_instead_of_failing_open(
+    settings, alice_client, small_free_plan
+):
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
     settings.REDIS_URL = f"redis://127.0.0.1:{dead_port}/0"
+    settings.RATE_LIMIT_OUTAGE_PROCESSES = 1  # this process holds the whole limit
 
     responses = [alice_client.get("/api/v1/usage") for _ in range(7)]
 
-    assert [r.status_code for r in responses] == [200] * 7
-    assert responses[-1]["RateLimit-Limit"] == "5"
-    assert responses[-1]["RateLimit-Remaining"] == "5"
+    assert [r.status_code for r in responses] == [200] * 5 + [429] * 2
+    assert responses[0]["RateLimit-Limit"] == "5"
+    assert [r["RateLimit-Remaining"] for r in responses[:5]] == ["4", "3", "2", "1", "0"]
 
 
 def test_a_member_session_and_an_api_key_share_the_organizations_window(
