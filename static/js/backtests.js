@@ -2,6 +2,11 @@
  * Backtest page: POST /api/v1/backtests starts a background job; the page polls
  * GET /api/v1/backtests/{id} for its progress and then draws the equity curve and the
  * metrics. The job's id is kept in the address (?id=), so a reload resumes the view.
+ *
+ * Errors: the browser's own checks (the API's min and max are on the inputs) and the
+ * API's `invalid` details appear under the field they concern, in the words of its label.
+ * The range defaults to what the chosen market has stored, and a run on too few bars for
+ * its metrics to mean much says so before and after.
  */
 (function () {
   "use strict";
@@ -15,6 +20,23 @@
   var FAILED = ["failed", "failure", "error", "errored", "cancelled", "canceled"];
   var $ = function (id) { return document.getElementById(id); };
   var form = $("backtest-form");
+  var DAY_MS = 86400000;
+  var INTERVAL_MS = { "1m": 60000, "5m": 300000, "15m": 900000, "1h": 3600000, "4h": 14400000, "1d": DAY_MS };
+  var MIN_BARS = 100; // fewer: returns, Sharpe and drawdown are mostly noise
+  var storedFrom = {}; // market -> the first stored candle (ms)
+  // The API's field paths -> the inputs; its internal names -> the labels people read.
+  var FIELDS = {
+    exchange: $("bt-market"), symbol: $("bt-market"), interval: $("bt-interval"),
+    start: $("bt-days"), end: $("bt-days"), strategy: $("bt-strategy"),
+    "params.fast": $("bt-fast"), "params.slow": $("bt-slow"), "params.lookback": $("bt-lookback"),
+    "params.window": $("bt-window"), "params.entry_z": $("bt-entry"), "params.exit_z": $("bt-exit"),
+    fee_bp: $("bt-fee"), slippage_bp: $("bt-slippage"),
+  };
+  var WORDS = {
+    fast: "the fast window", slow: "the slow window", lookback: "the lookback", window: "the window",
+    entry_z: "the entry z-score", exit_z: "the exit z-score", fee_bp: "the fee", slippage_bp: "the slippage",
+    end: "the end", start: "the start",
+  };
   var pollTimer = null;
 
   var chart = LC.createChart($("equity-chart"), QS.chartOptions());
@@ -57,6 +79,64 @@
       select.appendChild(QS.el("option", { value: i.exchange + ":" + i.symbol, text: i.symbol + " · " + i.exchange }));
     });
     select.disabled = false;
+    await rangeDefault();
+  }
+
+  /** Days and interval that the chosen market has stored data for (at most a week). */
+  async function rangeDefault() {
+    var market = $("bt-market").value.split(":");
+    if (market.length !== 2) return;
+    var key = market.join(":");
+    if (storedFrom[key] === undefined) {
+      try {
+        var body = await QS.api("/api/v1/markets/" + encodeURIComponent(market[0]) + "/" +
+          encodeURIComponent(market[1]) + "/candles" + QS.query({ interval: "1h", limit: 168 }));
+        var rows = body.data || [];
+        storedFrom[key] = rows.length ? rows[0].ts : null;
+      } catch (error) {
+        storedFrom[key] = null;
+      }
+    }
+    var hint = $("bt-days-hint");
+    var first = storedFrom[key];
+    if (!first) {
+      hint.textContent = "No stored candles for this market yet.";
+      return;
+    }
+    var span = Date.now() - first;
+    var days = Math.max(1, Math.min(7, Math.ceil(span / DAY_MS)));
+    $("bt-days").value = String(days);
+    // The coarsest interval that still gives enough bars over what is stored.
+    var choice = ["1h", "15m", "5m", "1m"].filter(function (name) { return span / INTERVAL_MS[name] >= MIN_BARS; })[0] || "1m";
+    $("bt-interval").value = choice;
+    hint.textContent = "Stored data for this market starts " + new Date(first).toISOString().slice(0, 16).replace("T", " ") + " UTC.";
+    sampleCheck();
+  }
+
+  /** The number of bars the form asks for, against what is stored. */
+  function barsExpected() {
+    var data = new FormData(form);
+    var ms = INTERVAL_MS[data.get("interval")] || 3600000;
+    var days = parseInt(data.get("days"), 10) || 1;
+    var span = days * DAY_MS;
+    var first = storedFrom[$("bt-market").value];
+    if (first) span = Math.min(span, Date.now() - first);
+    return Math.floor(span / ms);
+  }
+
+  function warn(text) {
+    $("bt-warning").textContent = text || "";
+    $("bt-warning").hidden = !text;
+  }
+
+  function shortSampleText(bars) {
+    return "Only " + bars + " bars: too short a sample for meaningful metrics (returns, Sharpe and drawdown " +
+      "over fewer than " + MIN_BARS + " bars are mostly noise). Choose more days or a shorter candle interval.";
+  }
+
+  function sampleCheck() {
+    var bars = barsExpected();
+    warn(bars < MIN_BARS ? shortSampleText(bars) : "");
   }
 
   var STRATEGY_FIELDS = {
@@ -151,8 +231,11 @@
       series.setData(points);
       chart.timeScale().fitContent();
       $("equity-chart").setAttribute("data-points", String(points.length));
-      metricsRender(result.metrics || job.metrics);
-      status("Finished.", null);
+      var metrics = result.metrics || job.metrics || {};
+      metricsRender(metrics);
+      var bars = typeof metrics.bars === "number" ? metrics.bars : points.length;
+      warn(bars < MIN_BARS ? shortSampleText(bars) : "");
+      status("Finished" + (bars < MIN_BARS ? ", on a short sample." : "."), null);
       root.setAttribute("data-state", "done");
       return true;
     }
@@ -180,6 +263,11 @@
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     showError("");
+    QS.fieldErrorsClear(form);
+    if (QS.fieldsCheck(form)) {
+      status("Not started: correct the highlighted fields.", null);
+      return;
+    }
     var submit = $("bt-submit");
     submit.disabled = true;
     try {
@@ -191,13 +279,19 @@
       series.setData([]);
       if (!render(job)) poll(job.id);
     } catch (error) {
-      showError(QS.errorText(error));
+      // The status line must not contradict the error: nothing was started.
+      status("Not started" + (error.code === "invalid" ? ": correct the highlighted fields." : "."), null);
+      root.setAttribute("data-state", "refused");
+      showError(QS.apiFieldErrors(form, error, FIELDS, WORDS));
     } finally {
       submit.disabled = false;
     }
   });
 
   $("bt-strategy").addEventListener("change", strategyShow);
+  $("bt-market").addEventListener("change", function () { rangeDefault(); });
+  $("bt-interval").addEventListener("change", sampleCheck);
+  $("bt-days").addEventListener("input", sampleCheck);
   strategyShow();
   marketsLoad().catch(function (error) { showError(QS.errorText(error)); });
   var resume = new URL(window.location.href).searchParams.get("id");

@@ -7,6 +7,17 @@
  * REST for what it missed (from the last bar or trade it holds), so the chart never
  * silently loses a minute. On a delayed plan everything, REST history included, is
  * drawn `delay_seconds` behind, so history and stream meet without a jump.
+ *
+ * Delayed plans before their stream speaks: a delay line starts empty (just after the
+ * product started, in embedded mode, or for a channel nobody watched), so for up to
+ * `delay_seconds` the stream has nothing old enough to send. Meanwhile the page reads
+ * the same delayed view from stored history over REST (trades every few seconds, the
+ * book less often) and builds the minute in progress from those trades, so the chart,
+ * the tape, last, bid and ask move together from the first second. It stops polling as
+ * soon as the stream delivers trades itself.
+ *
+ * Intervals: the chart shows 1m to 1d candles. The stream only carries 1-minute candles;
+ * the page keeps the minutes of the bucket in progress and folds them into its candle.
  */
 (function () {
   "use strict";
@@ -20,6 +31,12 @@
   var TAPE_ROWS = 40;
   var BOOK_LEVELS = 12;
   var ANALYTICS_HISTORY_MS = 3 * 60 * 60 * 1000;
+  var MINUTE_MS = 60 * 1000;
+  var INTERVALS = { "1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440 };
+  var INTERVAL_NAMES = { "1m": "1-minute", "5m": "5-minute", "15m": "15-minute", "1h": "1-hour", "4h": "4-hour", "1d": "daily" };
+  var POLL_TRADES_MS = 3000; // delayed plans, while their stream is still silent
+  var POLL_BOOK_MS = 12000;
+  var STREAM_QUIET_MS = 5000; // no stream trade for this long: the delayed view polls REST
 
   var $ = function (id) { return document.getElementById(id); };
   var state = {
@@ -33,7 +50,19 @@
     lagMs: null,
     loadToken: 0,
     refilling: false,
+    interval: "1m",
+    bucket: null, // {start, minutes: {minuteMs: candle}} of the candle in progress
+    exchanges: [],
+    streamTradeAt: 0, // Date.now() of the last trade the stream delivered
+    bookStreamAt: 0,
+    polledBookAt: 0,
+    feedDown: false,
   };
+  try {
+    var savedInterval = window.localStorage.getItem("qs-interval");
+    if (INTERVALS[savedInterval]) state.interval = savedInterval;
+  } catch (e) { /* the default */ }
+  function intervalMs() { return INTERVALS[state.interval] * MINUTE_MS; }
 
   // --- charts ---------------------------------------------------------------------------
   var theme = QS.chartTheme();
@@ -118,11 +147,51 @@
   }
 
   // --- candles ------------------------------------------------------------------------------
+  function bucketStart(ms) {
+    return ms - (ms % intervalMs());
+  }
+  /** The bucket in progress, folded from its minutes (the stream sends 1-minute candles). */
+  function bucketCandle() {
+    var b = state.bucket;
+    var keys = Object.keys(b.minutes).map(Number).sort(function (x, y) { return x - y; });
+    if (!keys.length) return null;
+    var out = null;
+    keys.forEach(function (k) {
+      var m = b.minutes[k];
+      if (!out) {
+        out = { ts: b.start, open: m.open, high: m.high, low: m.low, close: m.close, volume: m.volume || 0 };
+      } else {
+        out.high = Math.max(out.high, m.high);
+        out.low = Math.min(out.low, m.low);
+        out.close = m.close;
+        out.volume += m.volume || 0;
+      }
+    });
+    return out;
+  }
+
   async function candlesLoad(token) {
     var end = visibleNow();
-    var body = await QS.api(marketPath("candles") + QS.query({ interval: "1m", limit: CANDLE_HISTORY, end: end }));
+    var body = await QS.api(marketPath("candles") + QS.query({ interval: state.interval, limit: CANDLE_HISTORY, end: end }));
     if (token !== state.loadToken) return;
     var rows = (body.data || []).filter(function (c) { return c.ts <= end; });
+    state.bucket = null;
+    if (state.interval !== "1m" && rows.length) {
+      // The bucket in progress is rebuilt from its minutes, so live minutes fold into it.
+      var start = rows[rows.length - 1].ts;
+      var minutes = await QS.api(marketPath("candles") + QS.query({
+        interval: "1m", start: start, end: end, limit: INTERVALS[state.interval],
+      }));
+      if (token !== state.loadToken) return;
+      state.bucket = { start: start, minutes: {} };
+      (minutes.data || []).forEach(function (m) { if (m.ts <= end) state.bucket.minutes[m.ts] = m; });
+      var folded = bucketCandle();
+      if (folded) rows[rows.length - 1] = folded;
+    } else if (rows.length) {
+      var last = rows[rows.length - 1];
+      state.bucket = { start: last.ts, minutes: {} };
+      state.bucket.minutes[last.ts] = last;
+    }
     seriesReset(candles, rows.map(candlePoint));
     seriesReset(volume, rows.map(volumePoint));
     state.lastCandleMs = rows.length ? rows[rows.length - 1].ts : null;
@@ -131,32 +200,54 @@
     legend(rows[rows.length - 1]);
   }
 
-  /** Draw one candle; `live` counts it as received from the stream (data-candles). */
+  /** Draw one 1-minute candle into the chart's interval; `live` counts it (data-candles). */
   function candleApply(c, live) {
-    if (state.lastCandleMs !== null && c.ts < state.lastCandleMs) return;
-    if (seriesPut(candles, candlePoint(c))) {
-      seriesPut(volume, volumePoint(c));
+    var start = bucketStart(c.ts);
+    if (state.lastCandleMs !== null && start < state.lastCandleMs) return;
+    if (!state.bucket || state.bucket.start !== start) state.bucket = { start: start, minutes: {} };
+    state.bucket.minutes[c.ts] = c;
+    var folded = bucketCandle();
+    if (seriesPut(candles, candlePoint(folded))) {
+      seriesPut(volume, volumePoint(folded));
       if (live === true) countCandles(1);
-      state.lastCandleMs = c.ts;
-      legend(c);
+      state.lastCandleMs = folded.ts;
+      legend(folded);
     }
+  }
+
+  /** Delayed plans before their stream speaks: the minute in progress, from its trades. */
+  function candleFromTrades(list) {
+    list.forEach(function (t) {
+      var minute = t.ts - (t.ts % MINUTE_MS);
+      var bucket = state.bucket;
+      var known = bucket && bucket.start === bucketStart(minute) ? bucket.minutes[minute] : null;
+      if (known && !known.fromTrades) return; // a stored or streamed candle already has it
+      var c = known || { ts: minute, open: t.price, high: t.price, low: t.price, close: t.price, volume: 0, fromTrades: true };
+      c.high = Math.max(c.high, t.price);
+      c.low = Math.min(c.low, t.price);
+      c.close = t.price;
+      c.volume += t.size;
+      candleApply(c, false);
+    });
+    var chart = $("price-chart");
+    chart.setAttribute("data-updates", String(1 + parseInt(chart.getAttribute("data-updates") || "0", 10)));
   }
 
   function legend(c) {
     if (!c) {
-      $("chart-legend").textContent = "No candles yet for this market.";
+      $("chart-legend").textContent = state.feedDown ? "" : "No candles yet for this market.";
       return;
     }
     $("chart-legend").textContent =
       "O " + QS.price(c.open) + "  H " + QS.price(c.high) + "  L " + QS.price(c.low) + "  C " + QS.price(c.close);
   }
 
-  /** After a drop: ask REST for everything from the last bar we hold up to now. */
+  /** After a drop: ask REST for everything from the last minute we hold up to now. */
   async function candlesRefill() {
     if (state.lastCandleMs === null || !state.market) return;
     var token = state.loadToken;
     var body = await QS.api(marketPath("candles") + QS.query({
-      interval: "1m", start: state.lastCandleMs, end: visibleNow(), limit: 1000,
+      interval: "1m", start: state.lastCandleMs, end: visibleNow(), limit: 5000,
     }));
     if (token !== state.loadToken) return;
     (body.data || []).forEach(function (c) { candleApply(c, false); });
@@ -191,12 +282,27 @@
     if (Object.keys(state.tradeIds).length > 5000) state.tradeIds = {};
   }
 
+  /** Trades from `start` to `end`, following `next` a few pages (a busy minute is long). */
+  async function tradesFetch(token, start, end) {
+    var out = [];
+    var url = marketPath("trades") + QS.query({ start: start, end: end, limit: 1000 });
+    for (var page = 0; url && page < 5; page++) {
+      var body = await QS.api(url);
+      if (token !== state.loadToken) return null;
+      out = out.concat(body.data || []);
+      url = body.next ? new URL(body.next, window.location.href).pathname + new URL(body.next, window.location.href).search : null;
+    }
+    return out;
+  }
+
   async function tradesLoad(token, start) {
     var end = visibleNow();
-    var from = start || end - 5 * 60 * 1000;
-    var body = await QS.api(marketPath("trades") + QS.query({ start: from, end: end, limit: 1000 }));
-    if (token !== state.loadToken) return;
-    tradesAdd((body.data || []).slice(-TAPE_ROWS * 5));
+    // A delayed plan builds the minute in progress from its trades: from the minute's start.
+    var from = start || (state.delaySeconds > 0 ? end - (end % MINUTE_MS) : end - 5 * 60 * 1000);
+    var list = await tradesFetch(token, from, end);
+    if (list === null) return;
+    if (state.delaySeconds > 0) candleFromTrades(list.filter(function (t) { return !state.tradeIds[t.id]; }));
+    tradesAdd(list.slice(-TAPE_ROWS * 5));
   }
 
   // --- order book ---------------------------------------------------------------------------
@@ -238,19 +344,20 @@
     }
   }
 
+  var heldBook = new window.QSHeldBook();
+
   async function bookLoad(token) {
-    // The REST book is the latest one; a delayed plan waits for its (delayed) stream snapshot.
-    if (state.delaySeconds > 0) return;
+    // For a delayed plan the API answers the book as it stood at the delay's cutoff.
     try {
       var body = await QS.api(marketPath("book") + QS.query({ depth: BOOK_LEVELS }));
-      if (token === state.loadToken) bookRender(body);
+      if (token === state.loadToken) bookRender(heldBook.replace(body));
     } catch (error) {
       if (error.status !== 404) throw error; // 404: no book received yet; the stream brings it
     }
   }
 
   async function tickerLoad(token) {
-    if (state.delaySeconds > 0) return; // as for the book: only the delayed stream's view
+    // Delayed plans get the ticker as it stood at the cutoff (rebuilt from stored data).
     try {
       var t = await QS.api(marketPath("ticker"));
       if (token !== state.loadToken) return;
@@ -321,15 +428,42 @@
       var pts = points(rows, make);
       seriesReset(series, pts);
       $(kind + "-last").textContent = pts.length ? "Last " + QS.number(pts[pts.length - 1].value, 4) : "";
-      if (!pts.length) analyticsNote(kind, "Not enough data yet for this market.");
+      if (kind === "vpin") {
+        state.vpin = { buckets: rows.length, window: body.window || null, bucketVolume: body.bucket_volume || null };
+        if (!pts.length) vpinProgress();
+      } else if (!pts.length) {
+        analyticsNote(kind, "Not enough data yet for this market.");
+      }
     } catch (error) {
       if (token !== state.loadToken) return;
       seriesReset(series, []);
-      // 404: no such series here; 400 on VPIN: no live VPIN stored yet, so no default
-      // bucket size (the live computation fills it once enough volume has traded).
-      analyticsNote(kind, error.status === 404 || error.status === 400
-        ? "Not available for this market yet." : QS.errorText(error));
+      if (kind === "vpin" && error.status === 400) {
+        // No live VPIN stored yet, so no default bucket size: the live computation is
+        // still filling its first bucket.
+        state.vpin = { buckets: 0, window: null, bucketVolume: null };
+        vpinProgress();
+        return;
+      }
+      analyticsNote(kind, error.status === 404
+        ? (state.feedDown ? feedDownText() : "Not available for this market yet.") : QS.errorText(error));
     }
+  }
+
+  /** VPIN needs `window` full volume buckets before its first value: say how far it is. */
+  function vpinProgress() {
+    var v = state.vpin;
+    if (state.feedDown) {
+      analyticsNote("vpin", feedDownText());
+    } else if (!v || !v.buckets) {
+      analyticsNote("vpin", "Filling the first volume bucket: VPIN needs " + (v && v.window ? v.window : "50") +
+        " buckets of traded volume before its first value.");
+    } else {
+      analyticsNote("vpin", "Filling volume buckets: " + v.buckets + " of " + v.window +
+        " before the first VPIN value" + (v.bucketVolume ? " (" + QS.number(v.bucketVolume, 4) + " per bucket)." : "."));
+    }
+    $("vpin-progress").hidden = false;
+    $("vpin-progress").max = (v && v.window) || 50;
+    $("vpin-progress").value = (v && v.buckets) || 0;
   }
 
   function analyticsApply(kind, records) {
@@ -340,6 +474,12 @@
       if (p && seriesPut(series, p)) {
         $(kind + "-last").textContent = "Last " + QS.number(p.value, 4);
         analyticsNote(kind, "");
+        if (kind === "vpin") $("vpin-progress").hidden = true;
+      } else if (!p && kind === "vpin" && state.vpin && firstNumber(record, ["bucket_volume"]) !== null) {
+        state.vpin.buckets += 1; // a bucket without a value yet: closer to the first VPIN
+        state.vpin.window = record.window || state.vpin.window;
+        state.vpin.bucketVolume = record.bucket_volume;
+        vpinProgress();
       }
     });
   }
@@ -367,14 +507,21 @@
     var badge = $("delay-badge");
     var note = $("delay-note");
     if (seconds > 0) {
-      badge.textContent = "Delayed " + seconds + " s";
+      delayBadgeTick();
       badge.hidden = false;
-      note.textContent = "Your plan receives market data " + QS.duration(seconds) +
-        " late. Upgrade on the billing page for real-time data.";
+      note.textContent = "Your plan shows market data " + QS.duration(seconds) +
+        " late: prices, trades, the book and the chart are as of the time in the badge. " +
+        "Upgrade on the pricing page for real-time data.";
       note.hidden = false;
     } else {
       badge.hidden = true;
       note.hidden = true;
+    }
+  }
+  /** "Delayed 15 min · as of 12:03:07": the instant the whole page shows, in UTC. */
+  function delayBadgeTick() {
+    if (state.delaySeconds > 0) {
+      $("delay-badge").textContent = "Delayed " + QS.duration(state.delaySeconds) + " · as of " + QS.clock(visibleNow()) + " UTC";
     }
   }
 
@@ -391,10 +538,15 @@
     if (kind === "candles_1m") {
       (Array.isArray(data) ? data : [data]).forEach(function (c) { candleApply(c, true); });
     } else if (kind === "trades") {
+      state.streamTradeAt = Date.now();
       tradesAdd(Array.isArray(data) ? data : [data]);
       showLag(data);
     } else if (kind === "book") {
-      bookRender(data);
+      // Updates carry changed levels only: the held book applies them (book.js).
+      var book = heldBook.frame(type, data);
+      if (!book) return;
+      state.bookStreamAt = Date.now();
+      bookRender(book);
     } else if (kind === "ofi" || kind === "vpin") {
       analyticsApply(kind, data);
     }
@@ -418,8 +570,10 @@
     handlers: {
       status: function (name, detail) {
         if (name === "connected") {
-          setStatus("Live", "success", "connected");
-          showDelay((detail.limits && detail.limits.delay_seconds) || 0);
+          var delay = (detail.limits && detail.limits.delay_seconds) || 0;
+          // "Live" only when it is: a delayed plan's socket is connected, not live.
+          setStatus(delay ? "Connected" : "Live", delay ? "info" : "success", "connected");
+          showDelay(delay);
         } else if (name === "connecting") {
           setStatus(detail.attempt ? "Reconnecting…" : "Connecting…", "warning", "connecting");
         } else if (name === "reconnecting") {
@@ -452,20 +606,70 @@
     return parts.length === 2 ? { exchange: parts[0], symbol: parts[1] } : null;
   }
 
+  function exchangeOf(id) {
+    return state.exchanges.filter(function (x) { return x.id === id; })[0] || null;
+  }
+  /** No runner reports on the exchange ("unknown") or it reports a lost connection. */
+  function feedIsDown(exchange) {
+    return !!exchange && !(exchange.status && exchange.status.connected);
+  }
+  function feedDownText() {
+    var x = state.market && exchangeOf(state.market.exchange);
+    return ((x && x.name) || (state.market && state.market.exchange) || "This") + " feed not connected";
+  }
+
+  /** Every panel back to empty: nothing of the previous market may stay on screen. */
+  function panelsClear() {
+    state.lastCandleMs = null;
+    state.lastTradeMs = null;
+    state.bucket = null;
+    state.tradeIds = {};
+    state.vpin = null;
+    state.streamTradeAt = 0;
+    state.bookStreamAt = 0;
+    state.polledBookAt = 0;
+    heldBook = new window.QSHeldBook();
+    seriesReset(candles, []);
+    seriesReset(volume, []);
+    seriesReset(ofiSeries, []);
+    seriesReset(vpinSeries, []);
+    $("price-chart").setAttribute("data-candles", "0");
+    $("chart-legend").textContent = "";
+    $("trade-tape").replaceChildren();
+    $("book-asks").replaceChildren();
+    $("book-bids").replaceChildren();
+    $("book-spread").textContent = "";
+    ["ofi-last", "vpin-last", "stream-lag"].forEach(function (id) { $(id).textContent = ""; });
+    ["quote-last", "quote-change", "quote-bid", "quote-ask", "feed-health"].forEach(function (id) { $(id).textContent = "–"; });
+    $("quote-change").className = "num";
+    analyticsNote("ofi", "");
+    analyticsNote("vpin", "");
+    $("vpin-progress").hidden = true;
+    var down = state.feedDown ? feedDownText() : "";
+    $("tape-empty").textContent = down || "Waiting for trades…";
+    $("book-empty").textContent = down || "Waiting for the book…";
+    $("tape-empty").hidden = false;
+    $("book-empty").hidden = false;
+    var notice = $("feed-notice");
+    notice.textContent = down ? down + ": no live data for " + state.market.symbol +
+      ". Stored history, if any, is shown; the panels fill when the feed reconnects." : "";
+    notice.hidden = !down;
+  }
+
+  function chartTitle() {
+    var m = state.market;
+    $("chart-title").textContent = m.symbol + " on " + m.exchange + ", " + INTERVAL_NAMES[state.interval] + " candles";
+  }
+
   async function marketSelect(market) {
     state.market = market;
     state.loadToken += 1;
     var token = state.loadToken;
-    state.lastCandleMs = null;
-    state.lastTradeMs = null;
-    state.tradeIds = {};
-    $("trade-tape").replaceChildren();
-    $("tape-empty").hidden = false;
-    $("book-asks").replaceChildren();
-    $("book-bids").replaceChildren();
-    $("book-empty").hidden = false;
-    ["quote-last", "quote-change", "quote-bid", "quote-ask"].forEach(function (id) { $(id).textContent = "–"; });
-    $("chart-title").textContent = market.symbol + " on " + market.exchange + ", 1-minute candles";
+    var x = exchangeOf(market.exchange);
+    state.feedDown = feedIsDown(x);
+    panelsClear();
+    if (x) $("feed-health").textContent = feedHealthText(x.status);
+    chartTitle();
     try {
       window.localStorage.setItem("qs-market", market.exchange + ":" + market.symbol);
     } catch (e) { /* not remembered */ }
@@ -483,13 +687,56 @@
         analyticsLoad(token, "ofi", { interval: "1m" }, ofiSeries, ofiPoint),
         analyticsLoad(token, "vpin", {}, vpinSeries, vpinPoint),
       ]);
+      if (token === state.loadToken && !state.lastCandleMs) legend(null);
     } catch (error) {
       if (token === state.loadToken) showError(QS.errorText(error));
     }
   }
 
+  async function intervalSelect(name) {
+    if (!INTERVALS[name]) return;
+    state.interval = name;
+    try { window.localStorage.setItem("qs-interval", name); } catch (e) { /* the default */ }
+    Array.prototype.forEach.call(document.querySelectorAll("#interval-picker button"), function (button) {
+      button.setAttribute("aria-pressed", button.getAttribute("data-interval") === name ? "true" : "false");
+    });
+    if (!state.market) return;
+    chartTitle();
+    state.loadToken += 1;
+    var token = state.loadToken;
+    try {
+      await candlesLoad(token);
+    } catch (error) {
+      if (token === state.loadToken) showError(QS.errorText(error));
+    }
+  }
+
+  /** Delayed plans while their stream has nothing old enough to send: read the same
+   * delayed view over REST (see the top of this file). */
+  async function delayedPoll() {
+    if (!state.market || state.delaySeconds <= 0 || document.hidden || state.refilling) return;
+    var now = Date.now();
+    if (now - state.streamTradeAt < STREAM_QUIET_MS) return; // the stream delivers itself
+    var token = state.loadToken;
+    try {
+      var end = visibleNow();
+      var from = state.lastTradeMs !== null ? state.lastTradeMs : end - (end % MINUTE_MS);
+      var list = await tradesFetch(token, from, end);
+      if (list === null || token !== state.loadToken || now - state.streamTradeAt < STREAM_QUIET_MS) return;
+      candleFromTrades(list.filter(function (t) { return !state.tradeIds[t.id]; }));
+      tradesAdd(list);
+      if (now - state.bookStreamAt >= STREAM_QUIET_MS && now - state.polledBookAt >= POLL_BOOK_MS) {
+        state.polledBookAt = now;
+        await bookLoad(token);
+      }
+    } catch (error) {
+      if (error.status === 429) return; // the plan's request budget: try again later
+      if (token === state.loadToken) showError(QS.errorText(error));
+    }
+  }
+
   function feedHealthText(status) {
-    if (!status || status.state === "unknown") return "unknown";
+    if (!status || status.state === "unknown") return "not connected";
     var text = status.connected ? "connected" : status.state || "disconnected";
     if (typeof status.last_message_age_ms === "number") text += ", last message " + (status.last_message_age_ms / 1000).toFixed(1) + " s ago";
     return text;
@@ -504,14 +751,18 @@
         return;
       }
     }
-    var current = state.market && list.filter(function (x) { return x.id === state.market.exchange; })[0];
+    state.exchanges = list;
+    var current = state.market && exchangeOf(state.market.exchange);
     $("feed-health").textContent = current ? feedHealthText(current.status) : "–";
+    var down = feedIsDown(current);
+    if (down !== state.feedDown && state.market) marketSelect(state.market); // reconnected or lost
   }
 
   async function pickerInit() {
     var picker = $("instrument-picker");
     var results = await Promise.all([QS.api("/api/v1/exchanges"), QS.api("/api/v1/instruments")]);
     var exchanges = results[0].data || [];
+    state.exchanges = exchanges;
     var instruments = (results[1].data || []).filter(function (i) { return i.active; });
     var names = {};
     exchanges.forEach(function (x) { names[x.id] = x.name; });
@@ -546,7 +797,7 @@
     picker.disabled = false;
     picker.addEventListener("change", function () {
       var market = marketFromValue(picker.value);
-      if (market) marketSelect(market).then(function () { feedHealthRefresh(); });
+      if (market) marketSelect(market);
     });
     await marketSelect(marketFromValue(picker.value));
     feedHealthRefresh(exchanges);
@@ -555,9 +806,15 @@
 
   // The stream first (the welcome frame tells the delay), the picker loads REST meanwhile.
   showDelay(state.delaySeconds);
+  Array.prototype.forEach.call(document.querySelectorAll("#interval-picker button"), function (button) {
+    button.setAttribute("aria-pressed", button.getAttribute("data-interval") === state.interval ? "true" : "false");
+    button.addEventListener("click", function () { intervalSelect(button.getAttribute("data-interval")); });
+  });
+  window.setInterval(delayBadgeTick, 1000);
+  window.setInterval(delayedPoll, POLL_TRADES_MS);
   stream.start();
   pickerInit().catch(function (error) { showError(QS.errorText(error)); });
   window.addEventListener("pagehide", function () { stream.stop(); });
   // For the browser tests and for curious users in the console.
-  window.QSDashboard = { stream: stream, state: state, refill: refill };
+  window.QSDashboard = { stream: stream, state: state, refill: refill, intervalSelect: intervalSelect };
 })();

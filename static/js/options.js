@@ -25,6 +25,17 @@
     return option;
   }
 
+  // The API's names -> the inputs and the words of their labels.
+  var OPTION_WORDS = { dividend_yield: "the dividend yield", volatility: "the volatility", expiry: "the expiry" };
+  function optionFields() {
+    var out = {};
+    ["spot", "strike", "expiry", "rate", "dividend_yield", "volatility", "type"].forEach(function (name) {
+      var input = form.elements[name];
+      if (input && !input.length) out[name] = input;
+    });
+    return out;
+  }
+
   function showError(text) {
     var box = document.getElementById("option-error");
     box.textContent = text || "";
@@ -38,17 +49,19 @@
   async function price(event) {
     if (event) event.preventDefault();
     var option = contract();
+    showError("");
+    QS.fieldErrorsClear(form);
+    if (QS.fieldsCheck(form)) return;
     var bad = invalidFields(option, ["spot", "strike", "expiry", "rate", "dividend_yield", "volatility"]);
     if (bad.length) {
-      showError("Enter a number for: " + bad.join(", ") + ".");
+      bad.forEach(function (name) { QS.fieldError(form.elements[name], "Enter a number."); });
       return;
     }
-    showError("");
     try {
       var body = await QS.api("/api/v1/options/price", { method: "POST", body: { options: [option] } });
       var result = body.data[0];
       if (result.error) {
-        showError(QS.errorText(result.error));
+        showError(QS.apiFieldErrors(form, result.error, optionFields(), OPTION_WORDS));
         return;
       }
       Array.prototype.forEach.call(root.querySelectorAll("[data-field]"), function (node) {
@@ -57,7 +70,7 @@
       });
       root.setAttribute("data-priced", "1");
     } catch (error) {
-      showError(QS.errorText(error));
+      showError(QS.apiFieldErrors(form, error, optionFields(), OPTION_WORDS));
     }
   }
 

@@ -12,7 +12,7 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  /** An API error with the one error shape of API.md: {error: {code, message, details}}. */
+  /** An API error with the one error shape of docs/api.md: {error: {code, message, details}}. */
   function ApiError(status, body) {
     var error = (body && body.error) || {};
     this.name = "ApiError";
@@ -176,17 +176,116 @@
     return node;
   }
 
+  /** Every message inside an error's details, flattened (never raw JSON on a page). */
+  function messagesOf(value) {
+    if (value === null || value === undefined) return [];
+    if (Array.isArray(value)) return value.reduce(function (all, v) { return all.concat(messagesOf(v)); }, []);
+    if (typeof value === "object") return Object.keys(value).reduce(function (all, k) { return all.concat(messagesOf(value[k])); }, []);
+    return [String(value)];
+  }
+
   function errorText(error) {
     if (error && error.details && typeof error.details === "object") {
       var fields = Object.keys(error.details)
         .filter(function (key) { return key !== "plans"; })
         .map(function (key) {
-          var value = error.details[key];
-          return key + ": " + (Array.isArray(value) ? value.join(" ") : JSON.stringify(value));
+          return messagesOf(error.details[key]).join(" ");
         });
-      if (fields.length && error.code === "invalid") return error.message + " (" + fields.join("; ") + ")";
+      if (fields.length && error.code === "invalid") return fields.join(" ");
     }
     return (error && error.message) || "Something went wrong.";
+  }
+
+
+  // --- field errors: next to the field, in the words of its label -------------------------
+  function fieldLabel(input) {
+    var label = input.id && document.querySelector("label[for='" + input.id + "']");
+    return label ? label.textContent.replace(/\s+/g, " ").trim() : input.name;
+  }
+
+  /** Remove every message placed by fieldError inside `form`. */
+  function fieldErrorsClear(form) {
+    Array.prototype.forEach.call(form.querySelectorAll(".field-errors[data-for]"), function (node) { node.remove(); });
+    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid=true]"), function (input) {
+      input.removeAttribute("aria-invalid");
+      var ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (id) { return id && id !== input.id + "-error"; });
+      if (ids.length) input.setAttribute("aria-describedby", ids.join(" "));
+      else input.removeAttribute("aria-describedby");
+    });
+  }
+
+  /** Show `text` under `input`, marked invalid and described by it (screen readers read it). */
+  function fieldError(input, text) {
+    var id = input.id + "-error";
+    var node = document.getElementById(id);
+    if (!node) {
+      node = el("p", { className: "field-errors", id: id, "data-for": input.name });
+      input.insertAdjacentElement("afterend", node);
+    }
+    node.textContent = text;
+    input.setAttribute("aria-invalid", "true");
+    var ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+    if (ids.indexOf(id) < 0) ids.push(id);
+    input.setAttribute("aria-describedby", ids.join(" "));
+  }
+
+  /** The browser's own checks (required, min, max, a number) in plain words, per field.
+   * Returns the number of invalid fields; the first one gets the focus. */
+  function fieldsCheck(form) {
+    var bad = [];
+    Array.prototype.forEach.call(form.querySelectorAll("input, select, textarea"), function (input) {
+      if (input.disabled || input.closest("[hidden]") || !input.validity || input.validity.valid) return;
+      var v = input.validity;
+      var text;
+      if (v.valueMissing) text = "Enter a value.";
+      else if (v.badInput || v.typeMismatch) text = "Enter a number.";
+      else if (v.rangeUnderflow) text = "Must be at least " + input.min + ".";
+      else if (v.rangeOverflow) text = "Must be at most " + input.max + ".";
+      else if (v.stepMismatch) text = "Enter a whole number.";
+      else text = input.validationMessage;
+      fieldError(input, text);
+      bad.push(input);
+    });
+    if (bad.length) bad[0].focus();
+    return bad.length;
+  }
+
+  /**
+   * An API `invalid` error placed next to the fields it names. `fields` maps the API's
+   * field paths ("fee_bp", "params.slow") to inputs; `words` turns internal names in the
+   * API's messages into the labels people see. Returns what could not be placed.
+   */
+  function apiFieldErrors(form, error, fields, words) {
+    var rest = [];
+    function humane(text) {
+      var names = Object.keys(words || {});
+      if (names.length) {
+        // One pass, so a replacement is never replaced again ("the slow window").
+        text = text.replace(new RegExp("\\b(" + names.join("|") + ")\\b", "g"), function (name) { return words[name]; });
+      }
+      return text.charAt(0).toUpperCase() + text.slice(1);
+    }
+    function walk(details, path) {
+      Object.keys(details || {}).forEach(function (key) {
+        var value = details[key];
+        var name = path ? path + "." + key : key;
+        if (value && typeof value === "object" && !Array.isArray(value)) return walk(value, name);
+        if (Array.isArray(value) && value.some(function (v) { return v && typeof v === "object"; })) {
+          return value.forEach(function (v) { if (v && typeof v === "object") walk(v, name); });
+        }
+        var text = humane((Array.isArray(value) ? value : [value]).join(" "));
+        var input = fields[name] || fields[key];
+        if (input && !input.closest("[hidden]")) fieldError(input, text);
+        else if (key !== "plans") rest.push(text);
+      });
+    }
+    if (error && error.code === "invalid" && error.details && typeof error.details === "object") {
+      walk(error.details.fields || error.details, ""); // {"fields": {...}}: see docs/api.md
+      var first = form.querySelector("[aria-invalid=true]");
+      if (first) first.focus();
+      return rest.join(" ");
+    }
+    return errorText(error);
   }
 
   window.QS = {
@@ -205,5 +304,10 @@
     duration: duration,
     el: el,
     errorText: errorText,
+    fieldError: fieldError,
+    fieldErrorsClear: fieldErrorsClear,
+    fieldsCheck: fieldsCheck,
+    fieldLabel: fieldLabel,
+    apiFieldErrors: apiFieldErrors,
   };
 })();

@@ -1,5 +1,5 @@
 /*
- * Browser client of /ws/v1/stream (API.md, docs/streaming.md), authenticated by the
+ * Browser client of /ws/v1/stream (docs/api.md, docs/streaming.md), authenticated by the
  * session cookie. What it adds on top of a WebSocket:
  *   - reconnects with exponential backoff and jitter, and resubscribes;
  *   - tracks `seq` per channel and reports a gap (a missed message, a `lagged`

@@ -151,3 +151,29 @@ def test_preview_endpoint_is_public_cached_and_shared(client):
     assert "max-age=5" in first["Cache-Control"] and "public" in first["Cache-Control"]
     assert len(second.json()["data"]) == 3
     assert client.post(reverse("market_preview")).status_code == 405
+
+
+def test_market_pages_have_one_navigation_not_a_sidebar_and_a_tab_strip(alice_client):
+    for name in ["dashboard", "options", "backtests"]:
+        body = alice_client.get(reverse(name)).content.decode()
+
+        assert body.count(f'href="{reverse("backtests")}"') == 1, name
+        assert "tools-nav" not in body
+
+
+def test_dashboard_offers_the_chart_intervals_and_honest_status_slots(alice_client):
+    body = alice_client.get(reverse("dashboard")).content.decode()
+
+    intervals = re.findall(r'data-interval="(\w+)"', body)
+    assert intervals == ["1m", "5m", "15m", "1h", "4h", "1d"]
+    assert 'id="feed-notice"' in body
+    assert 'id="vpin-progress"' in body
+    _no_inline_code(body)
+
+
+def test_usage_page_does_not_hold_a_day_against_a_per_minute_limit(alice_client):
+    body = alice_client.get(reverse("usage")).content.decode()
+
+    assert "per minute)" not in body
+    assert 'id="usage-stream-today"' in body
+    assert "a day has no request cap" in body

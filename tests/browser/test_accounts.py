@@ -1,0 +1,124 @@
+"""Account flows in the browser: a new verification link, an invitation that signs the
+invitee up without a second email, confirmation before removing a member, email links on
+the served address, and the team and API key tables as cards on a phone."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pytest
+
+from tests.browser.conftest import VIEWPORTS, screenshot
+from tests.browser.test_forms import _customer
+from tests.browser.test_site import PASSWORD, _sign_up
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+LINK = re.compile(r"(http://\S+)")
+
+
+def _links_to(site, email: str, path: str, *, count: int = 1, timeout: float = 20) -> list[str]:
+    deadline = time.monotonic() + timeout
+    found: list[str] = []
+    while time.monotonic() < deadline:
+        found = [
+            link
+            for message in site.emails()
+            if email in message
+            for link in LINK.findall(message)
+            if path in link
+        ]
+        if len(found) >= count:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{count} link(s) to {path} for {email} expected, found {found}")
+
+
+def test_the_verify_page_sends_a_new_link_on_the_served_address(site, new_context):
+    email = f"resend-{secrets.token_hex(4)}@example.com"
+    page = new_context().new_page()
+    _sign_up(page, email)
+    page.get_by_role("link", name="Email me a new link").click()
+    page.fill("input[name=email]", email)
+    page.get_by_role("button", name="Send the link").click()
+    assert "a new link is on its way" in page.inner_text("main")
+
+    links = _links_to(site, email, "/accounts/confirm-email/", count=2)
+    assert all(link.startswith(site.url) for link in links), (links, site.url)
+    screenshot(page, "verification-resend-desktop")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
+    site, new_context, viewport
+):
+    owner = _customer(site, new_context, viewport)
+    invitee = f"invitee-{viewport}-{secrets.token_hex(4)}@example.com"
+    owner.goto("/team/")
+    owner.fill("input[name=email]", invitee)
+    owner.locator("form[action$='/team/invite/'] button[type=submit]").click()
+    [link] = _links_to(site, invitee, "/invitations/")
+    assert link.startswith(site.url), (link, site.url)  # the address served on, port included
+
+    guest = new_context(viewport).new_page()
+    guest.goto(link)
+    guest.get_by_role("link", name="Create an account").click()
+    assert guest.input_value("input[name=email]") == invitee  # prefilled
+    guest.fill("input[name=password1]", PASSWORD)
+    guest.fill("input[name=password2]", PASSWORD)
+    guest.click("form button[type=submit]")
+    guest.wait_for_load_state()
+    # Signed up and signed in at once: the invitation proved the address.
+    assert "/accounts/confirm-email/" not in "".join(
+        m for m in site.emails() if invitee in m and "confirm" in m.lower()
+    )
+    accept = guest.get_by_role("button", name=re.compile("accept|join", re.I))
+    accept.click()
+    guest.wait_for_url(re.compile(r"/dashboard/"))
+
+    owner.goto("/team/")
+    assert owner.get_by_text(invitee).is_visible()
+    if viewport == "phone":
+        # The member table is cards: nothing scrolls sideways, each value is labelled.
+        width = owner.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= VIEWPORTS["phone"]["width"]
+        row = owner.locator("#member-table tbody tr").first
+        assert row.evaluate("el => getComputedStyle(el).display") == "block"
+    screenshot(owner, f"team-cards-{viewport}")
+
+    owner.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Remove…").click()
+    assert f"Remove {invitee}?" in owner.inner_text("main")
+    owner.get_by_role("link", name="Cancel").click()
+    assert owner.get_by_text(invitee).is_visible()  # cancelling changed nothing
+    owner.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Remove…").click()
+    owner.get_by_role("button", name="Remove from the team").click()
+    assert f"{invitee} was removed" in owner.inner_text("main")
+
+
+def test_api_keys_are_cards_on_a_phone_and_the_switcher_names_whole_words(site, new_context):
+    page = _customer(site, new_context, "phone")
+    page.goto("/keys/")
+    page.fill("input[name=name]", "phone key")
+    page.click("form[action$='/keys/new/'] button[type=submit]")
+    page.goto("/keys/")
+    card = page.locator("#api-key-table tbody tr").first
+    assert card.evaluate("el => getComputedStyle(el).display") == "block"
+    label = card.locator("td[data-label='Last used']").evaluate(
+        "el => getComputedStyle(el, '::before').content"
+    )
+    assert label == '"Last used"'  # each value carries its label
+    assert (
+        page.evaluate("() => document.documentElement.scrollWidth") <= VIEWPORTS["phone"]["width"]
+    )
+    screenshot(page, "api-keys-cards-phone")
+
+    # The personal organization is named after the (long) email address: the switcher says
+    # "Personal" rather than a name cut off mid-word, and keeps the full name as its title.
+    desktop = _customer(site, new_context, "desktop")
+    option = desktop.locator("#org-switcher-select option[selected]")
+    assert option.inner_text() == "Personal"
+    assert option.get_attribute("title").startswith("forms-desktop-")  # the full name
+    select = desktop.locator("#org-switcher-select")
+    assert select.evaluate("el => el.scrollWidth <= el.clientWidth + 1")

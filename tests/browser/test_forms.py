@@ -1,0 +1,87 @@
+"""Forms that behave: a key is created once and shown once, errors sit next to their
+field in the words of its label, and backtests start from a range that has data."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import pytest
+
+from tests.browser.conftest import VIEWPORTS, screenshot
+from tests.browser.test_site import _confirmation_link, _sign_up
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _customer(site, new_context, viewport: str = "desktop"):
+    email = f"forms-{viewport}-{secrets.token_hex(4)}@example.com"
+    page = new_context(viewport).new_page()
+    _sign_up(page, email)
+    page.goto(_confirmation_link(site, email))
+    page.click("form button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/"))
+    return page
+
+
+def test_a_reload_after_creating_a_key_creates_no_second_key(site, new_context):
+    page = _customer(site, new_context)
+    page.goto("/keys/")
+    page.fill("input[name=name]", "reload me")
+    page.click("form[action$='/keys/new/'] button[type=submit]")
+    key = page.input_value("#new-api-key")
+    assert key.startswith("qs_")
+    assert page.url.endswith("/keys/new/")  # redirected: the address shows no POST
+
+    response = page.reload()
+    assert response.status == 200  # neither a 403 nor a resubmitted form
+    assert key not in page.content()
+    assert "shown only once" in page.inner_text("main")
+    assert page.locator("main").get_by_text("reload me").count() == 1
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_backtest_errors_sit_next_to_their_field_in_plain_words(site, new_context, viewport):
+    page = _customer(site, new_context, viewport)
+    page.goto("/backtests/")
+    page.wait_for_selector("#bt-market:not([disabled])")
+    page.wait_for_function("() => document.querySelector('#bt-days-hint').innerText")
+
+    # The API's own limits are checked before anything is sent.
+    page.fill("#bt-fee", "5000")
+    page.click("#bt-submit")
+    assert page.inner_text("#bt-fee-error") == "Must be at most 1000."
+    assert page.get_attribute("#bt-fee", "aria-invalid") == "true"
+    assert page.inner_text("#bt-status").startswith("Not started")
+    page.fill("#bt-fee", "10")
+
+    # A rule only the API knows: its message under the field, with the label's words.
+    page.fill("#bt-fast", "30")
+    page.fill("#bt-slow", "10")
+    page.click("#bt-submit")
+    page.wait_for_selector("#bt-slow-error")
+    message = page.inner_text("#bt-slow-error")
+    assert message == "The slow window must be greater than the fast window.", message
+    assert "{" not in page.inner_text("main") and "params" not in page.inner_text("main")
+    assert page.inner_text("#bt-status").startswith("Not started")
+    assert page.locator("#bt-fee-error").count() == 0  # fixed fields lose their message
+    screenshot(page, f"backtests-errors-{viewport}")
+
+
+def test_backtests_default_to_stored_data_and_warn_of_a_short_sample(site, new_context):
+    page = _customer(site, new_context)
+    page.goto("/backtests/")
+    page.wait_for_selector("#bt-market:not([disabled])")
+    page.wait_for_function("() => document.querySelector('#bt-days-hint').innerText")
+    # The test server stores 40 minutes: one day of 1-minute candles covers it.
+    assert "Stored data for this market starts" in page.inner_text("#bt-days-hint")
+    assert page.input_value("#bt-days") == "1"
+    assert page.input_value("#bt-interval") == "1m"
+    assert "too short a sample" in page.inner_text("#bt-warning")
+
+    page.click("#bt-submit")
+    page.wait_for_selector("#backtests[data-state=done]", timeout=60_000)
+    assert int(page.get_attribute("#equity-chart", "data-points")) > 10
+    assert "short sample" in page.inner_text("#bt-status")
+    assert page.locator("#bt-warning").is_visible()
+    screenshot(page, "backtests-short-sample-desktop")
