@@ -19,16 +19,19 @@ run: export DEBUG ?= 1
 run: $(VENV)/.installed-base
 	$(BIN)/python manage.py serve
 
-test: $(VENV)/.installed-dev chromium
+test: $(VENV)/.installed-dev $(VENV)/.installed-client chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	# The settings refuse to load without a secret unless DEBUG; mypy only reads them.
+	DEBUG=1 $(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-install: $(VENV)/.installed-dev
+install: $(VENV)/.installed-dev $(VENV)/.installed-client
 
 # The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
 # Where it cannot be installed they are skipped, saying why.
@@ -55,6 +58,12 @@ $(BIN)/python:
 
 $(VENV)/.installed-%: requirements/%.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r $<
+	@touch $@
+
+# The Python client (clients/python), editable, so tests/client and the `quantsaas` command
+# use the working tree. No dependencies from here: dev.txt pins them.
+$(VENV)/.installed-client: clients/python/pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet --no-deps -e clients/python
 	@touch $@
 
 clean:

@@ -4,20 +4,24 @@ and time navigation that never asks the database for the whole table."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from marketdata.models import BookSnapshot, Candle1m, Exchange, Instrument, Ticker, Trade
+from quantsaas.admin_generics import ModelAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin[Any]):
     """Market data is written by feeds and backfill only, never by hand."""
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -38,10 +42,10 @@ class RecentTimeFilter(admin.SimpleListFilter):
         "30d": ("Last 30 days", timedelta(days=30)),
     }
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _) in self.WINDOWS.items()]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         window = self.WINDOWS.get(self.value() or "")
         if window is None:
             return queryset
@@ -49,14 +53,14 @@ class RecentTimeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Exchange)
-class ExchangeAdmin(admin.ModelAdmin):
+class ExchangeAdmin(ModelAdmin[Exchange]):
     list_display = ["id", "name", "enabled"]
     list_editable = ["enabled"]
     search_fields = ["id", "name"]
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(ModelAdmin[Instrument]):
     list_display = ["symbol", "exchange", "ccxt_symbol", "active", "feed_shard"]
     list_filter = ["exchange", "active", "feed_shard"]
     list_editable = ["active", "feed_shard"]

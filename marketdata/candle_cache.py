@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -68,7 +68,7 @@ def candles_changed(instrument_ids: Iterable[int]) -> None:
 
 def candles_version(instrument_id: int) -> str | None:
     """The instrument's current candle version, or None when the cache is unavailable."""
-    version = _versions.get(instrument_id)
+    version: str | None = _versions.get(instrument_id)
     if version is not None:
         return version
     mark = _versions.mark()
@@ -108,14 +108,14 @@ _pages = LocalCache(
 
 
 def candle_page_cached(
-    *, instrument_id: int, query: tuple, build: Callable[[], CandlePage]
+    *, instrument_id: int, query: tuple[Hashable, ...], build: Callable[[], CandlePage]
 ) -> CandlePage:
     """The page for `query` (everything the page depends on but the data), built once."""
     version = candles_version(instrument_id)
     if version is None:
         return build()
     key = (instrument_id, version, *query)
-    page = _pages.get(key)
+    page: CandlePage | None = _pages.get(key)
     if page is None:
         page = build()
         _pages.set(key, page)

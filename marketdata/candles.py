@@ -8,6 +8,7 @@ the same integer expression works in PostgreSQL and SQLite.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypedDict
 
 from marketdata.records import BUY, CandleRecord, TradeRecord
 from quantsaas.timeutil import MINUTE_MS
@@ -22,6 +23,18 @@ INTERVALS_MS: dict[str, int] = {
 }
 
 
+class _Minute(TypedDict):
+    """One minute's candle while it is being built from trades."""
+
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    buy_volume: float
+    trade_count: int
+
+
 def candles_from_trades(
     trades: Iterable[TradeRecord], *, final_before: int | None = None
 ) -> list[CandleRecord]:
@@ -32,7 +45,7 @@ def candles_from_trades(
     `final_before` (ms); with None every candle is final (closed history).
     """
     ordered = sorted(enumerate(trades), key=lambda pair: (pair[1].ts, pair[0]))
-    candles: dict[tuple[str, str, int], dict] = {}
+    candles: dict[tuple[str, str, int], _Minute] = {}
     for _, trade in ordered:
         minute = trade.ts - trade.ts % MINUTE_MS
         key = (trade.exchange, trade.symbol, minute)

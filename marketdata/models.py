@@ -9,6 +9,8 @@ table (indexes, BRIN, retention) are explained in docs/marketdata.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from marketdata.symbols import symbol_to_path
@@ -50,7 +52,7 @@ class Instrument(models.Model):
     def __str__(self) -> str:
         return f"{self.exchange_id}:{self.symbol}"
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.symbol:
             self.symbol = symbol_to_path(self.ccxt_symbol)
         super().save(*args, **kwargs)

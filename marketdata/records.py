@@ -30,7 +30,12 @@ class TradeRecord:
 
 @dataclass(frozen=True, slots=True)
 class BookUpdate:
-    """Top levels of an L2 book; bids best (highest) first, asks best (lowest) first."""
+    """Top levels of an L2 book; bids best (highest) first, asks best (lowest) first.
+
+    `exchange_ts` is the venue's own time for this state, or None when the venue sent
+    none (Kraken's book snapshots, Binance's REST snapshot); `ts` is `exchange_ts` when
+    known, else when we received it, so ordering and storage always have a time.
+    """
 
     exchange: str
     symbol: str
@@ -38,6 +43,7 @@ class BookUpdate:
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
     seq: int | None = None
+    exchange_ts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,9 @@ class TickerRecord:
     open_24h: float | None = None
     volume_24h: float | None = None  # in the base currency
     quote_volume_24h: float | None = None
+    # The venue's time for this ticker, None when it sent none (Kraken); `ts` then is
+    # when we received it. Same rule as BookUpdate.
+    exchange_ts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

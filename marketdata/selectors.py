@@ -3,8 +3,12 @@ caller may read (history depth) is checked by the API layer against its plan."""
 
 from __future__ import annotations
 
+import logging
+from typing import Protocol, TypeVar
+
 from django.db import connection
 from django.db.models import F, Max, Min, Q, QuerySet, Sum
+from redis import RedisError
 
 from marketdata.candles import INTERVALS_MS
 from marketdata.live import live_book_get, live_ticker_get
@@ -12,6 +16,13 @@ from marketdata.models import BookSnapshot, Candle1m, Exchange, Instrument, Tick
 from marketdata.records import BookUpdate, TickerRecord
 from quantsaas.cache import LocalCache
 from quantsaas.timeutil import MINUTE_MS, dt_to_ms, dt_to_us, ms_to_dt, us_to_dt
+
+logger = logging.getLogger(__name__)
+
+# (row id, trade id, ts µs, price, size, side)
+TradeRow = tuple[int, str, int, float, float, str]
+# (open time ms, open, high, low, close, volume, buy volume, trades, all final)
+CandleRow = tuple[int, float, float, float, float, float, float, int, bool]
 
 
 def exchanges_list() -> QuerySet[Exchange]:
@@ -34,10 +45,28 @@ INSTRUMENT_CACHE_SECONDS = 30
 _instruments = LocalCache(seconds=INSTRUMENT_CACHE_SECONDS, max_entries=20_000)
 
 
+_active_pairs: tuple[float, set[tuple[str, str]]] = (float("-inf"), set())
+
+
+def instrument_pairs_active() -> set[tuple[str, str]]:
+    """Active (exchange, PUBLIC-SYMBOL) pairs, read at most every 30 s (consolidated pairs)."""
+    global _active_pairs
+    import time
+
+    read_at, pairs = _active_pairs
+    if time.monotonic() - read_at > 30:
+        rows = Instrument.objects.filter(active=True, exchange__enabled=True).values_list(
+            "exchange_id", "symbol"
+        )
+        pairs = {(exchange, symbol.upper()) for exchange, symbol in rows}
+        _active_pairs = (time.monotonic(), pairs)
+    return pairs
+
+
 def instrument_get(*, exchange_id: str, symbol: str) -> Instrument | None:
     """`symbol` in the public BASE-QUOTE form. Callers must not modify the instance."""
     key = (exchange_id, symbol.upper())
-    instrument = _instruments.get(key)
+    instrument: Instrument | None = _instruments.get(key)
     if instrument is None:
         mark = _instruments.mark()
         instrument = (
@@ -76,7 +105,7 @@ def trades_between(
     end_ms: int,
     limit: int,
     after: tuple[int, int] | None = None,
-) -> list[tuple[int, str, int, float, float, str]]:
+) -> list[TradeRow]:
     """Trades in [start, end), oldest first, as (row id, trade id, ts µs, price, size, side).
 
     `after` is a keyset position (ts in microseconds, row id): rows strictly after it in
@@ -106,7 +135,7 @@ def _bucket_sql(interval_ms: int) -> str:
 
 def candles_between(
     *, instrument: Instrument, interval: str, start_ms: int, end_ms: int, limit: int
-) -> list[tuple[int, float, float, float, float, float, float, int, bool]]:
+) -> list[CandleRow]:
     """OHLCV buckets in [start, end), oldest first, aggregated in SQL from 1-minute candles.
 
     Rows are (open time ms, open, high, low, close, volume, buy volume, trades, all 1m
@@ -153,7 +182,7 @@ def candles_between(
 
 def _candles_1m(
     *, instrument: Instrument, start_ms: int, end_ms: int, limit: int
-) -> list[tuple[int, float, float, float, float, float, float, int, bool]]:
+) -> list[CandleRow]:
     """The 1-minute case of candles_between: each bucket is one stored candle.
 
     The most requested interval (charts, the 1,000-row page) skips the GROUP BY and the
@@ -178,14 +207,27 @@ def _candles_1m(
         ]
 
 
-def book_latest(*, instrument: Instrument) -> BookUpdate | None:
-    """The live book when the feed is streaming, else the latest stored snapshot."""
-    live = live_book_get(exchange=instrument.exchange_id, symbol=instrument.ccxt_symbol)
-    if live is not None:
-        return live
-    snapshot = BookSnapshot.objects.filter(instrument=instrument).order_by("-ts").first()
-    if snapshot is None:
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _LiveRead(Protocol[T_co]):
+    """A reader of the live store (live.py): raises RedisError when Redis is away."""
+
+    __name__: str
+
+    def __call__(self, *, exchange: str, symbol: str) -> T_co | None: ...
+
+
+def _live(read: _LiveRead[T_co], instrument: Instrument) -> T_co | None:
+    try:
+        return read(exchange=instrument.exchange_id, symbol=instrument.ccxt_symbol)
+    except RedisError:
+        logger.warning("live %s unreadable (Redis): answering from PostgreSQL", read.__name__)
         return None
+
+
+def book_from_snapshot(snapshot: BookSnapshot, *, instrument: Instrument) -> BookUpdate:
+    """A stored snapshot as the book record the live store and the feeds hand out."""
     return BookUpdate(
         exchange=instrument.exchange_id,
         symbol=instrument.ccxt_symbol,
@@ -195,9 +237,20 @@ def book_latest(*, instrument: Instrument) -> BookUpdate | None:
     )
 
 
+def book_latest(*, instrument: Instrument) -> BookUpdate | None:
+    """The live book when the feed is streaming, else the latest stored snapshot (also
+    while Redis is unreachable: PostgreSQL still has it, seconds older)."""
+    live = _live(live_book_get, instrument)
+    if live is not None:
+        return live
+    snapshot = BookSnapshot.objects.filter(instrument=instrument).order_by("-ts").first()
+    return None if snapshot is None else book_from_snapshot(snapshot, instrument=instrument)
+
+
 def ticker_latest(*, instrument: Instrument) -> TickerRecord | None:
-    """The live ticker when the feed is streaming, else the last stored one."""
-    live = live_ticker_get(exchange=instrument.exchange_id, symbol=instrument.ccxt_symbol)
+    """The live ticker when the feed is streaming, else the last stored one (also while
+    Redis is unreachable)."""
+    live = _live(live_ticker_get, instrument)
     if live is not None:
         return live
     ticker = Ticker.objects.filter(instrument=instrument).first()
@@ -231,15 +284,7 @@ def book_at(*, instrument: Instrument, at_ms: int) -> BookUpdate | None:
         .order_by("-ts")
         .first()
     )
-    if snapshot is None:
-        return None
-    return BookUpdate(
-        exchange=instrument.exchange_id,
-        symbol=instrument.ccxt_symbol,
-        ts=dt_to_ms(snapshot.ts),
-        bids=tuple(tuple(level) for level in snapshot.bids),
-        asks=tuple(tuple(level) for level in snapshot.asks),
-    )
+    return None if snapshot is None else book_from_snapshot(snapshot, instrument=instrument)
 
 
 def ticker_at(*, instrument: Instrument, at_ms: int) -> TickerRecord | None:

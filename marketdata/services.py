@@ -7,7 +7,7 @@ through these functions, so idempotency lives in exactly one place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -39,11 +39,15 @@ _STAGE_INSERT = (
 )
 
 
-def _rows_for(records: Iterable[TradeRecord]) -> list[tuple]:
+# (instrument id, trade id, ts ms, received ms, price, size, side): a staged trade row.
+TradeStageRow = tuple[int, str, int, int, float, float, str]
+
+
+def _rows_for(records: Iterable[TradeRecord]) -> list[TradeStageRow]:
     records = list(records)
     ids = instrument_ids_for(pairs={(r.exchange, r.symbol) for r in records})
     received_default = now_ms()
-    rows = []
+    rows: list[TradeStageRow] = []
     unknown: set[tuple[str, str]] = set()
     for r in records:
         instrument_id = ids.get((r.exchange, r.symbol))
@@ -81,7 +85,8 @@ def trades_ingest(*, records: Iterable[TradeRecord]) -> int:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(_STAGE_INSERT)
-            return cursor.rowcount
+            inserted: int = cursor.rowcount
+            return inserted
     # SQLite (embedded mode): INSERT OR IGNORE, counting rows the database really wrote.
     objects = [
         Trade(
@@ -98,7 +103,8 @@ def trades_ingest(*, records: Iterable[TradeRecord]) -> int:
     raw = connection.connection
     before = raw.total_changes
     Trade.objects.bulk_create(objects, ignore_conflicts=True, batch_size=500)
-    return raw.total_changes - before
+    written: int = raw.total_changes - before
+    return written
 
 
 _CANDLE_FIELDS = ["open", "high", "low", "close", "volume", "buy_volume", "trade_count", "is_final"]
@@ -167,7 +173,7 @@ def candles_rebuild(
     return candles_upsert(candles=candles_from_trades(trades, final_before=final_before))
 
 
-def _levels(levels, depth: int) -> list[list[float]]:
+def _levels(levels: Sequence[Sequence[float]], depth: int) -> list[list[float]]:
     return [[float(price), float(size)] for price, size in levels[:depth]]
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import TypedDict
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from marketdata.feeds.backfill import backfill_run
+from marketdata.feeds.backfill import BackfillResult, backfill_run
 from marketdata.feeds.runner import ClientFactory
 from marketdata.models import Candle1m, Instrument
 from marketdata.services import book_snapshots_prune, candles_rebuild, trades_prune
@@ -22,17 +23,28 @@ from quantsaas.timeutil import MINUTE_MS, dt_to_ms, now_ms
 
 logger = logging.getLogger(__name__)
 
+
+class BackfillCounts(TypedDict):
+    trades: int
+    candles: int
+
+
+class RetentionCounts(TypedDict):
+    trades: int
+    book_snapshots: int
+
+
 # Days of history kept; 0 keeps everything. Operators set them in settings/env.
 
 
 @shared_task(acks_late=True)
 def backfill_task(
     instrument_id: int, since_ms: int, until_ms: int | None = None, kinds: list[str] | None = None
-) -> dict:
+) -> BackfillCounts:
     """Backfill one instrument's [since, until); resumable, so a retried task continues."""
     instrument = Instrument.objects.select_related("exchange").get(pk=instrument_id)
 
-    async def run():
+    async def run() -> BackfillResult:
         factory = ClientFactory()
         client = await factory(instrument.exchange_id)
         async with client:
@@ -79,10 +91,10 @@ def candles_finalize(grace_minutes: int = 2) -> int:
 
 
 @shared_task
-def marketdata_retention() -> dict:
+def marketdata_retention() -> RetentionCounts:
     """Delete trades and book snapshots older than their retention (bounded batches)."""
     now = timezone.now()
-    deleted = {"trades": 0, "book_snapshots": 0}
+    deleted: RetentionCounts = {"trades": 0, "book_snapshots": 0}
     trade_days, book_days = (
         settings.MARKETDATA_TRADE_RETENTION_DAYS,
         settings.MARKETDATA_BOOK_RETENTION_DAYS,

@@ -13,18 +13,24 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable, Hashable
+from functools import lru_cache
+from typing import Any
 
 import redis
+from django.conf import settings
 from django.core.cache.backends import redis as django_redis
 
-_pools: dict[tuple, redis.ConnectionPool] = {}
+_pools: dict[tuple[str, tuple[tuple[str, str], ...]], redis.ConnectionPool] = {}
 _clients: dict[redis.ConnectionPool, redis.Redis] = {}
 _lock = threading.Lock()
 
 
 class SharedConnectionPool(redis.ConnectionPool):
+    # Returns the one shared plain pool for these arguments, not an instance of this class
+    # (the stubs expect Self): the class is only the hook Django's cache calls.
     @classmethod
-    def from_url(cls, url: str, **kwargs) -> redis.ConnectionPool:
+    def from_url(cls, url: str, **kwargs: Any) -> redis.ConnectionPool:  # type: ignore[override]
         key = (url, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
         with _lock:
             pool = _pools.get(key)
@@ -34,19 +40,22 @@ class SharedConnectionPool(redis.ConnectionPool):
 
 
 class _SharedClientCacheClient(django_redis.RedisCacheClient):
-    def get_client(self, key=None, *, write: bool = False) -> redis.Redis:
-        pool = self._get_connection_pool(write)
+    def get_client(
+        self, key: str | bytes | memoryview[int] | None = None, *, write: bool = False
+    ) -> redis.Redis:
+        # Django's private pool and client factory, which django-stubs do not declare.
+        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
         client = _clients.get(pool)
         if client is None:
             with _lock:
-                client = _clients.setdefault(pool, self._client(connection_pool=pool))
+                client = _clients.setdefault(pool, self._client(connection_pool=pool))  # type: ignore[attr-defined]
         return client
 
 
 class RedisCache(django_redis.RedisCache):
     """Django's Redis cache with one client per pool (see the module docstring)."""
 
-    def __init__(self, server, params) -> None:
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _SharedClientCacheClient
 
@@ -75,13 +84,14 @@ class LocalCache:
         seconds: float,
         max_entries: int = 10_000,
         max_bytes: int | None = None,
-        size=None,
+        size: Callable[[Any], int] | None = None,
     ) -> None:
         self.seconds = seconds
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._size = size or (lambda value: 0)
-        self._entries: dict = {}  # key -> (deadline, weight, value); insertion ordered
+        # key -> (deadline, weight, value); insertion ordered
+        self._entries: dict[Hashable, tuple[float, int, Any]] = {}
         self._bytes = 0
         self._invalidations = 0
         self._lock = threading.Lock()
@@ -93,7 +103,7 @@ class LocalCache:
         for local in list(_local_caches):
             local.clear()
 
-    def get(self, key, default=None):
+    def get(self, key: Hashable, default: Any = None) -> Any:
         entry = self._entries.get(key)
         if entry is None:
             return default
@@ -107,7 +117,9 @@ class LocalCache:
         """Take before reading a value's source; pass to `set(since=...)`."""
         return self._invalidations
 
-    def set(self, key, value, seconds: float | None = None, *, since: int | None = None) -> None:
+    def set(
+        self, key: Hashable, value: Any, seconds: float | None = None, *, since: int | None = None
+    ) -> None:
         weight = self._size(value)
         deadline = time.monotonic() + (self.seconds if seconds is None else seconds)
         with self._lock:
@@ -127,7 +139,7 @@ class LocalCache:
                 oldest = next(iter(self._entries))
                 self._bytes -= self._entries.pop(oldest)[1]
 
-    def pop(self, key) -> None:
+    def pop(self, key: Hashable) -> None:
         """Invalidate `key`: its value changed at the source."""
         with self._lock:
             self._invalidations += 1
@@ -139,10 +151,24 @@ class LocalCache:
             self._entries.clear()
             self._bytes = 0
 
-    def _discard(self, key) -> None:
+    def _discard(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._bytes -= entry[1]
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+@lru_cache(maxsize=4)
+def counters_redis_for(url: str) -> redis.Redis:
+    """The client for atomic counters (rate limits, quotas, usage) at `url`.
+
+    Short timeouts: a hung Redis must cost a request milliseconds, not seconds.
+    """
+    return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+def counters_redis() -> redis.Redis | None:
+    """The Redis that holds counters, or None in embedded mode (no REDIS_URL)."""
+    return counters_redis_for(settings.REDIS_URL) if settings.REDIS_URL else None

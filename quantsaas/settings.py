@@ -8,11 +8,15 @@ docs/configuration.md for every variable.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
+from typing import Any, Literal
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from quantsaas.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,7 +33,7 @@ TESTING = env.bool("QUANTSAAS_TESTING", default=False)
 
 def _secret_key() -> str:
     """Production must supply SECRET_KEY; development gets a random key kept in var/."""
-    key = env.str("SECRET_KEY", default="")
+    key: str = env.str("SECRET_KEY", default="")
     if key:
         return key
     if not DEBUG:
@@ -45,7 +49,11 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Links in emails (invitations, billing) use this; by default the address `make run`
+# serves on, PORT included, so a link in a development email opens the running server.
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}").rstrip(
+    "/"
+)
 
 # --- topology: embedded unless both real services are configured -------------------------
 DATABASE_URL = env.str("DATABASE_URL", default="")
@@ -64,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.sites",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -73,22 +82,32 @@ INSTALLED_APPS = [
     "billing",
     "marketdata",
     "analytics",
+    "alerts",
 ]
 
 MIDDLEWARE = [
     # Health endpoints answer before anything else can fail (hosts, sessions, DB).
     "quantsaas.health.HealthCheckMiddleware",
+    # The request id for every line a request logs (echoed as X-Request-ID), then the
+    # request metrics; both see every answer below, 429s and 404s included.
+    "quantsaas.logs.RequestLogMiddleware",
+    "quantsaas.metrics.web.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "quantsaas.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Compresses what the app renders (API pages are large and repetitive); after WhiteNoise,
     # which serves its own precompressed static files. Django pads gzip output against BREACH.
     "django.middleware.gzip.GZipMiddleware",
+    # API calls that have not proved who they are: limited per address before any
+    # database work (sessions included), so it sits above the session middleware.
+    "accounts.middleware.UnauthenticatedApiLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # /admin/ only for staff whose session passed TOTP (set up first if they have none).
+    "accounts.middleware.StaffMfaMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, and sync-only: under ASGI, Django runs every middleware above the lowest
@@ -129,7 +148,9 @@ if DATABASE_URL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=20),
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # How long a request waits for a connection. Short: while PostgreSQL is down
+            # the pool cannot open one, and the API answers 503 rather than hang.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
         }
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
@@ -143,6 +164,15 @@ else:
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Outage bounds (docs/operations.md): connecting gives up after DB_CONNECT_TIMEOUT
+    # seconds; DB_STATEMENT_TIMEOUT_MS (0: none) caps every statement of this process, and
+    # the Procfile sets it for the web process, whose API reads are small.
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
+    _statement_ms = env.int("DB_STATEMENT_TIMEOUT_MS", default=0)
+    if _statement_ms:
+        _db_options["options"] = f"-c statement_timeout={_statement_ms}"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache, channels, celery ------------------------------------------------------------
@@ -152,7 +182,12 @@ if REDIS_URL:
             "BACKEND": "quantsaas.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "qs",
-            "OPTIONS": {"pool_class": "quantsaas.cache.SharedConnectionPool"},
+            "OPTIONS": {
+                "pool_class": "quantsaas.cache.SharedConnectionPool",
+                # An unreachable Redis costs a request a second at most, then the caller's
+                # fallback (docs/operations.md) answers.
+                "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=1.0),
+            },
         }
     }
     CHANNEL_LAYERS = {
@@ -171,11 +206,26 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Delayed-stream replay (marketdata/streaming/replay.py): the history of each channel kept
-# in a Redis Stream for delayed plans; the longest plan delay (free: 900 s) plus a minute,
-# and a length cap as a memory guard (at most 10 messages a second per channel are published).
+# /readyz shows its per-check report only to staff sessions and callers sending this
+# token as X-Readyz-Token (monitoring); anonymous callers get the status alone.
+READYZ_TOKEN = env.str("READYZ_TOKEN", default="")
+# API request bodies above these sizes answer 413 before they are read (quantsaas.body_limit).
+API_BODY_LIMIT_BYTES = env.int("API_BODY_LIMIT_BYTES", default=1024 * 1024)
+API_BATCH_BODY_LIMIT_BYTES = env.int("API_BATCH_BODY_LIMIT_BYTES", default=8 * 1024 * 1024)
+# While Redis is unreachable each web process limits API requests to the plan's limit
+# divided by this (billing/ratelimit.py): the total stays near the plan's limit.
+RATE_LIMIT_OUTAGE_PROCESSES = env.int("RATE_LIMIT_OUTAGE_PROCESSES", default=2)
+
+# Trades the feed writer holds while PostgreSQL is unreachable; beyond this the oldest
+# are dropped, their time ranges recorded in Redis and backfilled from REST later.
+FEED_WRITER_MAX_BUFFERED = env.int("FEED_WRITER_MAX_BUFFERED", default=500_000)
+
+# The stream's per-channel history (marketdata/streaming/store.py): the live path between
+# the feed and the web processes, resume after a reconnect, and the delayed plans' replay.
+# Kept for the longest plan delay (free: 900 s) plus a minute; the length cap is a memory
+# guard for very busy channels (about 200 B per one-trade message; see docs/streaming.md).
 STREAM_REPLAY_SECONDS = env.int("STREAM_REPLAY_SECONDS", default=960)
-STREAM_REPLAY_MAXLEN = env.int("STREAM_REPLAY_MAXLEN", default=12000)
+STREAM_REPLAY_MAXLEN = env.int("STREAM_REPLAY_MAXLEN", default=300_000)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
@@ -191,7 +241,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
 CELERY_BEAT_SCHEDULE["billing-subscriptions-reconcile"] = {
     "task": "billing.tasks.subscriptions_reconcile",
     "schedule": 60 * 60,
@@ -199,6 +249,10 @@ CELERY_BEAT_SCHEDULE["billing-subscriptions-reconcile"] = {
 CELERY_BEAT_SCHEDULE["billing-usage-rollup"] = {
     "task": "billing.tasks.usage_rollup",
     "schedule": 5 * 60,
+}
+CELERY_BEAT_SCHEDULE["billing-webhook-events-prune"] = {
+    "task": "billing.tasks.webhook_events_prune_task",
+    "schedule": 24 * 60 * 60,
 }
 CELERY_BEAT_SCHEDULE["marketdata-candles-finalize"] = {
     "task": "marketdata.tasks.candles_finalize",
@@ -208,16 +262,33 @@ CELERY_BEAT_SCHEDULE["marketdata-retention"] = {
     "task": "marketdata.tasks.marketdata_retention",
     "schedule": 60 * 60,
 }
+CELERY_BEAT_SCHEDULE["analytics-backtests-abandoned"] = {
+    "task": "analytics.tasks.backtests_abandoned_sweep",
+    "schedule": 60,
+}
 CELERY_BEAT_SCHEDULE["analytics-live-retention"] = {
     "task": "analytics.tasks.live_analytics_retention",
     "schedule": 60 * 60,
 }
+CELERY_BEAT_SCHEDULE["alerts-firings-prune"] = {
+    "task": "alerts.tasks.alert_firings_prune",
+    "schedule": 60 * 60,
+}
+# Alert webhooks go to customers' URLs from our workers: https to public addresses only,
+# unless this is set (development and tests, whose receivers listen on 127.0.0.1).
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env.bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", default=DEBUG or TESTING)
 # Days of history kept (0: forever). Trades and the live OFI seconds and VPIN buckets
 # derived from them are kept forever by default: the enterprise plan's history is
 # unlimited. Book snapshots are periodic samples, kept a month.
 MARKETDATA_TRADE_RETENTION_DAYS = env.int("MARKETDATA_TRADE_RETENTION_DAYS", default=0)
 MARKETDATA_BOOK_RETENTION_DAYS = env.int("MARKETDATA_BOOK_RETENTION_DAYS", default=30)
 ANALYTICS_LIVE_RETENTION_DAYS = env.int("ANALYTICS_LIVE_RETENTION_DAYS", default=0)
+# Each backtest runs in a child process with these limits (analytics/backtest_process.py);
+# a running job without a heartbeat for BACKTEST_STALE_SECONDS lost its worker.
+BACKTEST_CPU_SECONDS = env.int("BACKTEST_CPU_SECONDS", default=120)
+BACKTEST_MEMORY_MB = env.int("BACKTEST_MEMORY_MB", default=1024)
+BACKTEST_HEARTBEAT_SECONDS = env.float("BACKTEST_HEARTBEAT_SECONDS", default=5.0)
+BACKTEST_STALE_SECONDS = env.int("BACKTEST_STALE_SECONDS", default=60)
 
 # --- auth and accounts ------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -248,8 +319,20 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[QuantSaaS] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
-ACCOUNT_RATE_LIMITS = False if TESTING else {}
+ACCOUNT_RATE_LIMITS: Literal[False] | dict[str, str] = False if TESTING else {}
+# Two-factor sign-in (allauth.mfa): TOTP apps and recovery codes, for every user;
+# required for staff before /admin/ (accounts.middleware.StaffMfaMiddleware).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "QuantSaaS"
 INVITATION_MAX_AGE_DAYS = env.int("INVITATION_MAX_AGE_DAYS", default=7)
+# Organizations a user may create or own (docs/decisions.md): free ones, and all together.
+ACCOUNTS_FREE_ORGANIZATIONS_PER_USER = env.int("ACCOUNTS_FREE_ORGANIZATIONS_PER_USER", default=2)
+ACCOUNTS_ORGANIZATIONS_PER_USER = env.int("ACCOUNTS_ORGANIZATIONS_PER_USER", default=20)
+# Invitation emails (accounts.services.invitations): anti-spam limits, counted in Redis.
+INVITATIONS_PER_INVITER_PER_HOUR = env.int("INVITATIONS_PER_INVITER_PER_HOUR", default=20)
+INVITATIONS_PER_ORGANIZATION_PER_DAY = env.int("INVITATIONS_PER_ORGANIZATION_PER_DAY", default=50)
+# API calls per client address and minute that are anonymous or carry a bad key.
+API_UNAUTHENTICATED_PER_MINUTE = env.int("API_UNAUTHENTICATED_PER_MINUTE", default=60)
 
 # --- email ------------------------------------------------------------------------------
 EMAIL_URL = env.str("EMAIL_URL", default="")
@@ -285,6 +368,13 @@ BILLING_STRIPE_PRICES = {
 BILLING_PAST_DUE_GRACE_DAYS = env.int("BILLING_PAST_DUE_GRACE_DAYS", default=7)
 BILLING_ENTITLEMENTS_CACHE_SECONDS = env.int("BILLING_ENTITLEMENTS_CACHE_SECONDS", default=60)
 BILLING_ENTITLEMENTS_LOCAL_SECONDS = env.float("BILLING_ENTITLEMENTS_LOCAL_SECONDS", default=1.0)
+# Stripe webhook deliveries: verified events kept 90 days, refused ones (bad signature,
+# duplicates) 7; refused deliveries allowed per sending address and minute.
+BILLING_WEBHOOK_RETENTION_DAYS = env.int("BILLING_WEBHOOK_RETENTION_DAYS", default=90)
+BILLING_WEBHOOK_REFUSED_RETENTION_DAYS = env.int(
+    "BILLING_WEBHOOK_REFUSED_RETENTION_DAYS", default=7
+)
+BILLING_WEBHOOK_REFUSED_PER_MINUTE = env.int("BILLING_WEBHOOK_REFUSED_PER_MINUTE", default=30)
 
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -294,7 +384,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["quantsaas.api.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "quantsaas.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -362,11 +452,18 @@ if TESTING:
     SESSION_COOKIE_SECURE = False
     CSRF_COOKIE_SECURE = False
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json: one JSON object per line in every process (quantsaas/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(
+    json_format=LOG_FORMAT == "json", level=env.str("LOG_LEVEL", default="INFO")
+)
+# Celery would replace the root logger's handlers with its own format; with JSON logs the
+# worker keeps the one above (task id and name are added to each line).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+if LOG_FORMAT == "json":
+    logging.captureWarnings(True)  # Python warnings become JSON lines too, not raw stderr
+
+# Prometheus: web processes serve /metrics to staff sessions and to this bearer token;
+# the feed runner and the Celery worker serve it on METRICS_PORT when set (docs/operations.md).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_PORT = int(env.str("METRICS_PORT", default="") or 0)

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from billing.ratelimit import leases_forget
 from quantsaas.cache import LocalCache
+from quantsaas.health import readiness_cache_clear
 from tests.factories import OrganizationFactory, UserFactory, membership_add
 
 
@@ -55,6 +56,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 REFERENCE_DATA_SEEDS = [
     ("quantsaas.migrations.0001_site", "site_name"),
     ("billing.migrations.0002_seed_plans", "seed"),
+    ("billing.migrations.0004_plan_alert_rules", "seed"),
     ("marketdata.migrations.0003_seed_exchanges", "seed"),
 ]
 
@@ -84,6 +86,7 @@ def _clean_redis():
     cache.clear()
     LocalCache.clear_all()
     leases_forget()
+    readiness_cache_clear()
     yield
     cache.clear()
     LocalCache.clear_all()
@@ -127,6 +130,15 @@ def mallory(db):
 @pytest.fixture
 def globex(mallory):
     return OrganizationFactory(name="Globex Trading", owner=mallory)
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    """pytest-django's admin client, signed in the way the admin requires: password and
+    a TOTP code (accounts.middleware.StaffMfaMiddleware)."""
+    from tests.mfa import staff_client
+
+    return staff_client(admin_user)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Every API failure answers in the one shape of API.md: {"error": {code, message, details}}."""
+"""Every API failure answers in the one shape of docs/api.md: {"error": {code, message,
+details}}."""
 
 from __future__ import annotations
 

@@ -73,3 +73,36 @@ def test_the_headers_our_answers_carry_are_documented(schema):
     )
     keys = schema["paths"]["/api/v1/keys"]["get"]["responses"]["200"]["headers"]
     assert "RateLimit-Remaining" in keys and "X-Data-Delay" not in keys
+
+
+def test_nullable_and_bounded_fields_are_documented_as_such(schema):
+    components = schema["components"]["schemas"]
+    job = components["BacktestOut"]["properties"]
+    assert job["started_at"]["nullable"] and job["finished_at"]["nullable"]
+    assert not job["created_at"].get("nullable")
+    for batch in ("OptionsPriceInRequest", "ImpliedVolatilityInRequest"):
+        options = components[batch]["properties"]["options"]
+        assert options["minItems"] == 1 and options["maxItems"] == 20_000
+
+
+def test_every_error_an_operation_can_answer_is_documented(schema):
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if not operation.get("security"):
+                continue
+            responses = operation["responses"]
+            expected = {"401", "403", "429"} | ({"404"} if "{" in path else set())
+            assert expected <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith("4"):
+                    assert set(response["content"]) == {"application/json"}, (path, status)
+                    assert response["content"]["application/json"]["schema"]["$ref"].endswith(
+                        "/Error"
+                    )
+
+
+def test_csv_answers_are_described_as_csv_text(schema):
+    book = schema["paths"]["/api/v1/markets/{exchange}/{symbol}/book"]["get"]["responses"]
+    csv = book["200"]["content"]["text/csv"]["schema"]
+
+    assert csv["type"] == "string" and "header row" in csv["description"]

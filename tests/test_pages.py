@@ -71,8 +71,8 @@ def test_signed_in_header_shows_email_switcher_and_a_post_logout(alice, acme, bo
 
     assert "alice@acme.test" in body
     assert f'action="{reverse("organization_switch")}"' in body
-    assert f'<option value="{acme.pk}" selected>' in body
-    assert f'<option value="{other.pk}">' in body
+    assert f'<option value="{acme.pk}" title="Acme Capital" selected>Acme Capital<' in body
+    assert f'<option value="{other.pk}" title="Alice Research">' in body
     assert f'href="{reverse("organization_create")}"' in body
     assert f'action="{reverse("account_logout")}"' in body
     assert 'class="app-nav"' in body

@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, AuditLog, Invitation, Membership, Organization, Role, User
 from accounts.services.api_keys import api_key_create
+from alerts.models import AlertRule
 from analytics.models import Backtest
 from tests.conftest import client_for
 
@@ -36,6 +37,7 @@ class AcmeObjects:
     member_membership: Membership
     invitation: Invitation
     backtest: Backtest
+    alert_rule: AlertRule
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,19 @@ ID_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 API_CASES = [
     Case("revoke key", "delete", lambda o: f"/api/v1/keys/{o.api_key.pk}"),
     Case("backtest detail", "get", lambda o: f"/api/v1/backtests/{o.backtest.pk}"),
+    Case("alert rule detail", "get", lambda o: f"/api/v1/alerts/{o.alert_rule.pk}"),
+    Case(
+        "alert rule change",
+        "patch",
+        lambda o: f"/api/v1/alerts/{o.alert_rule.pk}",
+        lambda o: {"enabled": False},
+    ),
+    Case("alert rule delete", "delete", lambda o: f"/api/v1/alerts/{o.alert_rule.pk}"),
 ]
 
 PAGE_CASES = [
+    Case("alert toggle", "post", lambda o: reverse("alert_toggle", args=[o.alert_rule.pk])),
+    Case("alert delete", "post", lambda o: reverse("alert_delete", args=[o.alert_rule.pk])),
     Case("key revoke confirm", "get", lambda o: reverse("api_key_revoke", args=[o.api_key.pk])),
     Case("key revoke", "post", lambda o: reverse("api_key_revoke", args=[o.api_key.pk])),
     Case(
@@ -110,6 +122,9 @@ def acme_objects(acme, alice, bob, carol) -> AcmeObjects:
             expires_at=timezone.now() + timedelta(days=7),
         ),
         backtest=Backtest.objects.create(organization=acme, created_by=alice, strategy="momentum"),
+        alert_rule=AlertRule.objects.create(
+            organization=acme, kind="feed_down", exchange_id="sim", window_seconds=30
+        ),
     )
 
 
@@ -135,6 +150,9 @@ def acme_state(organization: Organization) -> dict:
             Organization.objects.filter(pk=organization.pk).values("name", "slug", "is_personal")
         ),
         "audit_rows": AuditLog.objects.filter(organization=organization).count(),
+        "alert_rules": list(
+            AlertRule.objects.filter(organization=organization).order_by("pk").values()
+        ),
     }
 
 
@@ -153,7 +171,13 @@ def _mallory_key_client(mallory: User, globex: Organization) -> APIClient:
 
 
 def _globex_key(mallory: User, globex: Organization) -> str:
-    return api_key_create(organization=globex, created_by=mallory, name="mallory").raw_key
+    # Every scope: isolation must hold for the most powerful key, not only a reader.
+    return api_key_create(
+        organization=globex,
+        created_by=mallory,
+        name="mallory",
+        scopes=["read", "trade-analytics", "admin"],
+    ).raw_key
 
 
 # --- the walk ---------------------------------------------------------------------------
@@ -215,6 +239,7 @@ def test_every_id_taking_route_is_in_the_tables():
     """
     covered = {"api-key-detail", "api_key_revoke", "invitation_revoke", "backtest-detail"}
     covered |= {"membership_role", "membership_remove"}
+    covered |= {"alert-rule-detail", "alert_toggle", "alert_delete"}
     # The operators' admin and allauth's own account pages are not tenant-scoped.
     foreign_prefixes = ("admin/", "accounts/")
 

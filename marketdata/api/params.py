@@ -9,14 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Any
 
 from rest_framework import serializers
 
 from marketdata.candles import INTERVALS_MS
-from quantsaas.api.fields import TimestampField
+from quantsaas.api.fields import MAX_MS, TimestampField
 
-MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-_OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
+MAX_ROW_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 def cursor_encode(ts_us: int, row_id: int) -> str:
@@ -30,16 +31,19 @@ def cursor_decode(cursor: str) -> tuple[int, int]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError(cursor) from exc
     version, ts_us, row_id = [*raw.split(":"), "", ""][:3]
-    if version != "t1" or not ts_us.isdigit() or not row_id.isdigit():
+    if version != "t1" or not _DIGITS.fullmatch(ts_us) or not _DIGITS.fullmatch(row_id):
+        raise ValueError(cursor)
+    # A forged cursor must not reach a datetime past year 9999 or an id past bigint.
+    if int(ts_us) > MAX_MS * 1000 or int(row_id) > MAX_ROW_ID:
         raise ValueError(cursor)
     return int(ts_us), int(row_id)
 
 
-class WindowParams(serializers.Serializer):
+class WindowParams(serializers.Serializer[dict[str, Any]]):
     start = TimestampField(required=False, help_text="Inclusive; ms since epoch or ISO 8601.")
     end = TimestampField(required=False, help_text="Exclusive; ms since epoch or ISO 8601.")
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         start, end = attrs.get("start"), attrs.get("end")
         if start is not None and end is not None and start >= end:
             raise serializers.ValidationError({"end": "end must be after start."})
@@ -62,9 +66,9 @@ class CandlesParams(WindowParams):
     limit = serializers.IntegerField(min_value=1, max_value=5_000, default=500)
 
 
-class BookParams(serializers.Serializer):
+class BookParams(serializers.Serializer[dict[str, Any]]):
     depth = serializers.IntegerField(min_value=1, max_value=50, default=20)
 
 
-class InstrumentsParams(serializers.Serializer):
+class InstrumentsParams(serializers.Serializer[dict[str, Any]]):
     exchange = serializers.CharField(required=False, max_length=32)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
+from typing import Any
 
 from rest_framework.renderers import BaseRenderer
 
 
-def _flatten(item: dict, prefix: str = "") -> dict:
-    flat: dict = {}
+def _flatten(item: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
     for key, value in item.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
@@ -25,7 +27,12 @@ class CSVRenderer(BaseRenderer):
     format = "csv"
     charset = "utf-8"
 
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
         view = (renderer_context or {}).get("view")
         if view is not None and hasattr(view, "csv_rows"):
             header, rows = view.csv_rows(data)

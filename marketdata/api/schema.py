@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 
-class FeedStatus(serializers.Serializer):
+class FeedStatus(serializers.Serializer[dict[str, Any]]):
     state = serializers.CharField(help_text="connected, disconnected or unknown")
     connected = serializers.BooleanField(allow_null=True)
     last_message_age_ms = serializers.IntegerField(allow_null=True)
@@ -13,14 +15,14 @@ class FeedStatus(serializers.Serializer):
     gaps_repaired = serializers.IntegerField(allow_null=True)
 
 
-class ExchangeOut(serializers.Serializer):
+class ExchangeOut(serializers.Serializer[dict[str, Any]]):
     id = serializers.CharField()
     name = serializers.CharField()
     enabled = serializers.BooleanField()
     status = FeedStatus()
 
 
-class InstrumentOut(serializers.Serializer):
+class InstrumentOut(serializers.Serializer[dict[str, Any]]):
     exchange = serializers.CharField()
     symbol = serializers.CharField(help_text="BASE-QUOTE")
     ccxt_symbol = serializers.CharField()
@@ -31,7 +33,7 @@ class InstrumentOut(serializers.Serializer):
     active = serializers.BooleanField()
 
 
-class TickerOut(serializers.Serializer):
+class TickerOut(serializers.Serializer[dict[str, Any]]):
     exchange = serializers.CharField()
     symbol = serializers.CharField()
     ts = serializers.IntegerField()
@@ -48,7 +50,7 @@ class TickerOut(serializers.Serializer):
     change_pct_24h = serializers.FloatField(allow_null=True, help_text="Decimal: 0.01 = 1 %.")
 
 
-class TradeOut(serializers.Serializer):
+class TradeOut(serializers.Serializer[dict[str, Any]]):
     id = serializers.CharField(help_text="The exchange's trade id.")
     ts = serializers.IntegerField()
     price = serializers.FloatField()
@@ -56,7 +58,7 @@ class TradeOut(serializers.Serializer):
     side = serializers.ChoiceField(choices=["buy", "sell"], help_text="Aggressor side.")
 
 
-class CandleOut(serializers.Serializer):
+class CandleOut(serializers.Serializer[dict[str, Any]]):
     ts = serializers.IntegerField(help_text="Bucket open time, UTC-aligned.")
     open = serializers.FloatField()
     high = serializers.FloatField()
@@ -68,7 +70,7 @@ class CandleOut(serializers.Serializer):
     final = serializers.BooleanField(help_text="False while the bucket can still change.")
 
 
-class BookOut(serializers.Serializer):
+class BookOut(serializers.Serializer[dict[str, Any]]):
     exchange = serializers.CharField()
     symbol = serializers.CharField()
     ts = serializers.IntegerField()
@@ -76,7 +78,9 @@ class BookOut(serializers.Serializer):
     asks = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()))
 
 
-def _page(name: str, item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+def _page(
+    name: str, item: type[serializers.Serializer[dict[str, Any]]]
+) -> type[serializers.Serializer[dict[str, Any]]]:
     return type(
         name,
         (serializers.Serializer,),
@@ -91,3 +95,32 @@ ExchangeList = _page("ExchangeList", ExchangeOut)
 InstrumentList = _page("InstrumentList", InstrumentOut)
 TradeList = _page("TradeList", TradeOut)
 CandleList = _page("CandleList", CandleOut)
+
+
+class ConsolidatedBboOut(serializers.Serializer[dict[str, Any]]):
+    pair = serializers.CharField(help_text="The consolidated pair, e.g. BTC-USD.")
+    ts = serializers.IntegerField(help_text="When this state was computed (ms).")
+    bid = serializers.FloatField(allow_null=True)
+    bid_size = serializers.FloatField(allow_null=True)
+    bid_venue = serializers.CharField(allow_null=True, help_text="The exchange with the best bid.")
+    ask = serializers.FloatField(allow_null=True)
+    ask_size = serializers.FloatField(allow_null=True)
+    ask_venue = serializers.CharField(allow_null=True, help_text="The exchange with the best ask.")
+    venues = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The venues included: connected, with a book younger than the staleness limit.",
+    )
+
+
+class ConsolidatedBookOut(serializers.Serializer[dict[str, Any]]):
+    pair = serializers.CharField()
+    ts = serializers.IntegerField()
+    bids = serializers.ListField(
+        child=serializers.ListField(),
+        help_text="[price, total size, {venue: size}], best first.",
+    )
+    asks = serializers.ListField(
+        child=serializers.ListField(),
+        help_text="[price, total size, {venue: size}], best first.",
+    )
+    venues = serializers.ListField(child=serializers.CharField())

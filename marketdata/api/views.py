@@ -1,4 +1,4 @@
-"""Market-data REST endpoints (API.md): exchanges, instruments, ticker, trades, candles, book.
+"""Market-data REST endpoints (docs/api.md): exchanges, instruments, ticker, trades, candles, book.
 
 Views are thin: parse the query with the serializers in params.py, check the plan's
 history depth, call a selector, shape rows. Rows are shaped by plain functions rather
@@ -9,18 +9,22 @@ an organization (OrganizationAPIView): the plan, and later the rate limit, hang 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import orjson
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.utils.encoders import JSONEncoder
 
+from accounts.api.base import OrganizationAPIView
+from billing.gates import DELAY_HEADER, complete_before, history_guard, realtime_cutoff_ms
 from marketdata import selectors
 from marketdata.api import schema
-from marketdata.api.access import history_guard
-from marketdata.api.delay import DELAY_HEADER, complete_before, realtime_cutoff_ms
 from marketdata.api.params import (
     BookParams,
     CandlesParams,
@@ -31,16 +35,16 @@ from marketdata.api.params import (
 from marketdata.api.renderers import CSVRenderer
 from marketdata.candle_cache import CandlePage, candle_page_cached
 from marketdata.candles import INTERVALS_MS
+from marketdata.consolidated import consolidated_pairs, consolidated_read
 from marketdata.health import feed_health
 from marketdata.models import Instrument
-from quantsaas.api.base import OrganizationAPIView
 from quantsaas.cache import LocalCache
 from quantsaas.timeutil import now_ms
 
 DEFAULT_TRADES_WINDOW_MS = 3_600_000  # without `start`, trades of the last hour
 
 
-def _number(value) -> float | None:
+def _number(value: float | str | None) -> float | None:
     return None if value is None else float(value)
 
 
@@ -54,7 +58,12 @@ class FastJSONRenderer(JSONRenderer):
 
     _fallback = JSONEncoder()
 
-    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
         if data is None:
             return b""
         return orjson.dumps(
@@ -80,11 +89,13 @@ class MarketDataView(OrganizationAPIView):
             self._cutoff = (cutoff, 0 if cutoff is None else (now - cutoff) // 1000)
         return self._cutoff[0]
 
-    def finalize_response(self, request, response, *args, **kwargs):
-        # Errors always answer in the one JSON error shape, even to a CSV request.
-        if response.status_code >= 400 and isinstance(
-            getattr(request, "accepted_renderer", None), CSVRenderer
-        ):
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        # Errors always answer in the one JSON error shape, even to a CSV request, and so
+        # does OPTIONS: its metadata is not a table (and has none of the CSV columns).
+        csv_unfit = response.status_code >= 400 or request.method == "OPTIONS"
+        if csv_unfit and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
             request.accepted_renderer = FastJSONRenderer()
             request.accepted_media_type = FastJSONRenderer.media_type
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -95,7 +106,9 @@ class MarketDataView(OrganizationAPIView):
             response["Link"] = f'<{next_url}>; rel="next"'  # how CSV clients find page 2
         return response
 
-    def params(self, serializer_class, request: Request) -> dict:
+    def params(
+        self, serializer_class: type[Serializer[dict[str, Any]]], request: Request
+    ) -> dict[str, Any]:
         # Validated once per distinct query: charts and pollers repeat theirs, and a DRF
         # serializer costs more than the rest of a cached candle request.
         key = (
@@ -118,7 +131,7 @@ class MarketDataView(OrganizationAPIView):
             raise NotFound(f"Unknown exchange '{exchange}'.")
         raise NotFound(f"Unknown symbol '{symbol}' on {exchange}.")
 
-    def next_url(self, request: Request, **changes) -> str:
+    def next_url(self, request: Request, **changes: Any) -> str:
         query = request.query_params.copy()
         for key, value in changes.items():
             query[key] = str(value)
@@ -140,7 +153,7 @@ class ExchangesView(MarketDataView):
         return Response({"data": data, "next": None})
 
 
-def _instrument_json(instrument: Instrument) -> dict:
+def _instrument_json(instrument: Instrument) -> dict[str, Any]:
     return {
         "exchange": instrument.exchange_id,
         "symbol": instrument.symbol,
@@ -214,7 +227,7 @@ class TradesView(MarketDataView):
         instrument = self.instrument(exchange, symbol)
         params = self.params(TradesParams, request)
         now = now_ms()
-        end = params.get("end", now)
+        end = min(params.get("end", now), now)  # no trade exists after now
         cutoff = self.realtime_cutoff(now)
         if cutoff is not None:
             end = min(end, cutoff)  # a delayed plan's tape ends at the cutoff
@@ -256,7 +269,9 @@ class CandlesView(MarketDataView):
         interval, limit = params["interval"], params["limit"]
         interval_ms = INTERVALS_MS[interval]
         now = now_ms()
-        end = params.get("end", now)
+        # Nothing exists after now; an `end` near year 9999 would otherwise be rounded up
+        # to a bucket boundary no datetime can represent.
+        end = min(params.get("end", now), now)
         cutoff = self.realtime_cutoff(now)
         if cutoff is not None:
             end = min(end, cutoff)
@@ -351,6 +366,63 @@ class BookView(MarketDataView):
             }
         )
 
-    def csv_rows(self, data: dict):
+    def csv_rows(self, data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         rows = [["bid", p, s] for p, s in data["bids"]] + [["ask", p, s] for p, s in data["asks"]]
         return ["side", "price", "size"], rows
+
+
+class ConsolidatedView(MarketDataView):
+    """One pair across venues (marketdata/consolidated.py has the rules)."""
+
+    kind = ""
+
+    def consolidated(self, pair: str) -> dict[str, Any]:
+        pair = pair.upper()
+        if pair not in consolidated_pairs(selectors.instrument_pairs_active()):
+            raise NotFound(f"Unknown consolidated pair '{pair}'.")
+        state = consolidated_read(self.kind, pair, at_ms=self.realtime_cutoff(), now_ms=now_ms())
+        if state is None:
+            raise NotFound("Nothing has been consolidated for this pair yet.")
+        return {"pair": pair, **state}
+
+
+class ConsolidatedBboView(ConsolidatedView):
+    kind = "bbo"
+
+    @extend_schema(responses=schema.ConsolidatedBboOut, summary="Best bid and ask across venues")
+    def get(self, request: Request, pair: str) -> Response:
+        state = self.consolidated(pair)
+        fields = schema.ConsolidatedBboOut().fields
+        # keys(): drf-stubs has a BindingDict iterate over its fields, not their names
+        return Response({k: state.get(k) for k in fields.keys()})  # noqa: SIM118
+
+
+class ConsolidatedBookView(ConsolidatedView):
+    kind = "book"
+
+    @extend_schema(
+        parameters=[BookParams],
+        responses=schema.ConsolidatedBookOut,
+        summary="Merged L2 book across venues, each level with every venue's size",
+    )
+    def get(self, request: Request, pair: str) -> Response:
+        depth = self.params(BookParams, request)["depth"]
+        state = self.consolidated(pair)
+        return Response(
+            {
+                "pair": state["pair"],
+                "ts": state.get("ts"),
+                "bids": (state.get("bids") or [])[:depth],
+                "asks": (state.get("asks") or [])[:depth],
+                "venues": state.get("venues") or [],
+            }
+        )
+
+    def csv_rows(self, data: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+        venues = data["venues"]
+        rows = [
+            [side, level[0], level[1], *[level[2].get(v, 0) for v in venues]]
+            for side, key in (("bid", "bids"), ("ask", "asks"))
+            for level in data[key]
+        ]
+        return ["side", "price", "size", *venues], rows

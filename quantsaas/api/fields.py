@@ -1,7 +1,7 @@
 """Serializer fields every API shares: timestamps in, timestamps out.
 
 The API speaks integer milliseconds since the Unix epoch (UTC) and accepts ISO 8601
-on input too (API.md). One parser serves every endpoint, so "what is a valid time"
+on input too (docs/api.md). One parser serves every endpoint, so "what is a valid time"
 never differs between, say, trade history and key expiry.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -59,14 +60,14 @@ def ms_from_datetime(value: datetime | None) -> int | None:
         "description": "Milliseconds since the Unix epoch (UTC), or an ISO 8601 timestamp.",
     }
 )
-class TimestampField(serializers.Field):
+class TimestampField(serializers.Field[int | datetime, object, int, Any]):
     """Input time as integer ms (or an aware datetime with `as_datetime=True`)."""
 
     default_error_messages = {
         "invalid": "Use integer milliseconds since the Unix epoch or an ISO 8601 time.",
     }
 
-    def __init__(self, *, as_datetime: bool = False, **kwargs) -> None:
+    def __init__(self, *, as_datetime: bool = False, **kwargs: Any) -> None:
         self.as_datetime = as_datetime
         super().__init__(**kwargs)
 

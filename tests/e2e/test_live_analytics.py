@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 
+import orjson
 import pytest
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from analytics.models import OfiSecond
-from marketdata.feeds.groups import group_for
+from marketdata.feeds.groups import channel_name
 from marketdata.models import Instrument
+from marketdata.streaming.store import store_for_settings
 from tests.e2e.test_run_feeds import _database_url, sim_instruments  # noqa: F401
 from tests.factories import plan_grant
 
@@ -25,21 +26,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 async def _listen(seconds: float, enough: int) -> list[dict]:
     """OFI records published for sim BTC-USD: at least `enough`, within `seconds`
-    (the runner needs a few seconds to start)."""
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group_for("ofi", "sim", "BTC/USD"), channel)
+    (the runner needs a few seconds to start), read from the channel's stream."""
+    store = store_for_settings()
+    channel = channel_name("ofi", "sim", "BTC/USD")
     records: list[dict] = []
     deadline = time.monotonic() + seconds
     try:
         while time.monotonic() < deadline and len(records) < enough:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), 1.0)
-            except TimeoutError:
-                continue
-            records.extend(message["data"])
+            await asyncio.sleep(0.5)
+            _, messages = await store.between(channel, start_ms=0, end_ms=None, previous=False)
+            records = [record for m in messages for record in orjson.loads(m.data)]
     finally:
-        await layer.group_discard(group_for("ofi", "sim", "BTC/USD"), channel)
+        await store.aclose()
     return records
 
 

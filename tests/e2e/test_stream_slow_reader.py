@@ -21,19 +21,26 @@ from tests.streaming.conftest import sim_market as sim_market  # the fixture, sh
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 BOOK = "book.sim.BTC-USD"
-LEVELS = 200  # ~10 kB a message: enough bytes to fill socket buffers in seconds
+LEVELS = 200  # the feed keeps 50; a depth-50 delta changing every level is ~2.5 kB
+# Bytes sent to both readers before the slow one reads: more than the socket buffers
+# between the server and it hold (4 MB at most on Linux). Counted, not timed: a loaded
+# machine sends fewer a second.
+BACKED_UP_BYTES = 6_000_000
 
 
 def book(i: int) -> dict:
     ts = int(time.time() * 1000)
     return {
-        "bids": [[60000.0 - i - k, 1.0 + k] for k in range(LEVELS)],
-        "asks": [[60001.0 + i + k, 1.0 + k] for k in range(LEVELS)],
+        # Every level's size changes every time, so each delta carries the whole book.
+        "bids": [[60000.0 - k, 1.0 + k + i / 1000] for k in range(LEVELS)],
+        "asks": [[60001.0 + k, 1.0 + k + i / 1000] for k in range(LEVELS)],
         "ts": ts,
     }
 
 
-async def publish_for(seconds: float, stop: asyncio.Event) -> int:
+async def publish_until(stop: asyncio.Event, seconds: float = 80) -> int:
+    """Publish book changes until `stop`; returns the last seq (messages, not changes:
+    changes arriving while an append is in flight share a message)."""
     publisher = Publisher(window_seconds=0)
     i = 0
     end = time.monotonic() + seconds
@@ -41,7 +48,8 @@ async def publish_for(seconds: float, stop: asyncio.Event) -> int:
         i += 1
         await publisher.publish("book", "sim", "BTC/USD", book(i))
         await asyncio.sleep(0.003)
-    return i
+    await publisher.flush()
+    return publisher.seq[BOOK]
 
 
 def tiny_socket(port: int) -> socket.socket:
@@ -75,39 +83,46 @@ async def test_slow_reader_gets_lagged_and_a_snapshot_while_a_fast_reader_gets_e
         ):
             for ws in (fast, slow):
                 assert json.loads(await ws.recv())["type"] == "welcome"
-                await ws.send(json.dumps({"op": "subscribe", "channels": [BOOK]}))
+                await ws.send(json.dumps({"op": "subscribe", "channels": [BOOK], "depth": 50}))
                 assert json.loads(await ws.recv())["type"] == "subscribed"
 
             stop = asyncio.Event()
-            publishing = asyncio.create_task(publish_for(14, stop))
+            publishing = asyncio.create_task(publish_until(stop))
             fast_frames: list[dict] = []
+            fast_bytes = 0
 
             async def read_fast():
+                nonlocal fast_bytes
                 while True:
                     try:
-                        fast_frames.append(json.loads(await asyncio.wait_for(fast.recv(), 2)))
+                        raw = await asyncio.wait_for(fast.recv(), 2)
+                        fast_bytes += len(raw)
+                        fast_frames.append(json.loads(raw))
                     except TimeoutError:
                         if publishing.done():
                             return  # everything published has arrived
                         raise
 
             reader = asyncio.create_task(read_fast())
-            await asyncio.sleep(10)  # the slow client reads nothing meanwhile
+            while fast_bytes < BACKED_UP_BYTES:  # the slow client reads nothing meanwhile
+                assert not reader.done() and not publishing.done(), "publishing stalled"
+                await asyncio.sleep(0.1)
+            stop.set()
+            published = await publishing
             slow_frames: list[dict] = []
             with contextlib.suppress(TimeoutError):
                 while True:
                     frame = json.loads(await asyncio.wait_for(slow.recv(), 3))
                     slow_frames.append(frame)
-            stop.set()
-            published = await publishing
             await asyncio.wait_for(reader, 10)
 
         # The fast reader saw every message, in order, with no gap and no lag notice.
-        seqs = [f["seq"] for f in fast_frames]
+        # A frame may carry several messages (from_seq..seq).
+        seqs = [s for f in fast_frames for s in range(f.get("from_seq", f["seq"]), f["seq"] + 1)]
         assert [f["type"] for f in fast_frames[:1]] == ["snapshot"]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert not any(f["type"] == "lagged" for f in fast_frames)
-        assert len(seqs) >= published - 1
+        assert seqs[-1] == published  # up to the last message
 
         # The slow reader was told what it missed and then given a fresh book.
         lagged = [i for i, f in enumerate(slow_frames) if f["type"] == "lagged"]

@@ -7,11 +7,13 @@ continues where it stopped (see marketdata.feeds.backfill).
 from __future__ import annotations
 
 import asyncio
+from argparse import ArgumentParser
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from marketdata.feeds.backfill import backfill_run, time_parse_ms
+from marketdata.feeds.backfill import BackfillResult, backfill_run, time_parse_ms
 from marketdata.feeds.runner import ClientFactory
 from marketdata.models import Instrument
 from marketdata.symbols import symbol_from_path
@@ -21,7 +23,7 @@ from quantsaas.timeutil import MINUTE_MS, now_ms
 class Command(BaseCommand):
     help = "Backfill 1-minute candles and trades of one instrument through the exchange's REST API."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--exchange", required=True)
         parser.add_argument("--symbol", required=True, help="BTC/USDT or BTC-USDT")
         parser.add_argument("--since", required=True, help="ISO 8601 or epoch milliseconds")
@@ -30,7 +32,7 @@ class Command(BaseCommand):
             "--kind", choices=["candles", "trades", "both"], default="both", help="What to fetch"
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         symbol = options["symbol"]
         symbol = symbol if "/" in symbol else symbol_from_path(symbol)
         instrument = Instrument.objects.filter(
@@ -45,7 +47,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if until <= since:
             raise CommandError("--until must be after --since.")
-        kinds = ("candles", "trades") if options["kind"] == "both" else (options["kind"],)
+        kinds: tuple[str, ...] = (
+            ("candles", "trades") if options["kind"] == "both" else (options["kind"],)
+        )
         result = asyncio.run(self._run(instrument, since, until, kinds))
         if result.resumed_from:
             self.stdout.write(f"Resumed from {result.resumed_from}.")
@@ -55,7 +59,9 @@ class Command(BaseCommand):
             )
         )
 
-    async def _run(self, instrument, since: int, until: int, kinds):
+    async def _run(
+        self, instrument: Instrument, since: int, until: int, kinds: tuple[str, ...]
+    ) -> BackfillResult:
         factory = ClientFactory()
         client = await factory(instrument.exchange_id)
         total = (until - since) // MINUTE_MS

@@ -37,7 +37,8 @@ def demo_logins_load() -> dict[str, dict[str, str]] | None:
     path = demo_logins_path()
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    logins: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return logins
 
 
 def _demo_logins_ensure() -> dict[str, dict[str, str]]:

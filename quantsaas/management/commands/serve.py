@@ -38,6 +38,9 @@ def _browsable(host: str) -> str:
 EMBEDDED_FEED_EXCHANGE = "sim"
 
 
+DEMO_HISTORY_MINUTES = 20  # the free plan's delay (15 minutes) and a margin
+
+
 class Command(BaseCommand):
     help = "Migrate, create demo data (development only) and serve QuantSaaS; `make run` calls it."
 
@@ -64,6 +67,7 @@ class Command(BaseCommand):
             self._say("Creating demo data (idempotent) ...")
             call_command("seed_demo", verbosity=0)
             logins = demo_logins_load()
+            self._history_load()
         else:
             self._say("Demo data: skipped, it is created in development only (DEBUG is off).")
         # The server (or the child processes) open their own connections.
@@ -73,6 +77,17 @@ class Command(BaseCommand):
             self._serve_embedded(host=host, port=port, logins=logins)
         else:
             self._serve_procfile(host=host, port=port, logins=logins)
+
+    def _history_load(self) -> None:
+        """The simulated market's last minutes, so a free (15-minute delayed) plan's
+        dashboard moves from the first second of a fresh `make run`. The sim is a function
+        of time: these are the very trades the live feed printed, and loading twice stores
+        nothing new."""
+        from marketdata.sim.history import sim_history_load
+
+        self._say(f"Loading {DEMO_HISTORY_MINUTES} minutes of simulated history ...")
+        stored = sim_history_load(minutes=DEMO_HISTORY_MINUTES, books=True)
+        self._say(f"  {stored} new trades stored.")
 
     # --- output ---------------------------------------------------------------------------
     def _say(self, message: str) -> None:
@@ -93,7 +108,7 @@ class Command(BaseCommand):
             "Set both DATABASE_URL and REDIS_URL for the real topology."
         )
 
-    def _banner(self, *, host: str, port: int, logins: dict | None) -> None:
+    def _banner(self, *, host: str, port: int, logins: dict[str, Any] | None) -> None:
         url = f"http://{_browsable(host)}:{port}/"
         lines = ["", f"QuantSaaS is serving at {url}  (admin: {url}admin/)"]
         if logins is not None:
@@ -102,7 +117,7 @@ class Command(BaseCommand):
         self._say("\n".join(lines))
 
     # --- embedded: one process --------------------------------------------------------------
-    def _on_listening(self, *, host: str, port: int, logins: dict | None) -> None:
+    def _on_listening(self, *, host: str, port: int, logins: dict[str, Any] | None) -> None:
         self._banner(host=host, port=port, logins=logins)
         self._feeds_start_in_process()
 
@@ -116,21 +131,22 @@ class Command(BaseCommand):
 
         from twisted.internet import defer, reactor
 
-        from marketdata.feeds.runner import feeds_run
+        from quantsaas.feeds import feeds_run_live
 
         stop = asyncio.Event()
         task = asyncio.get_event_loop().create_task(
-            feeds_run(shard=None, exchange=EMBEDDED_FEED_EXCHANGE, stop_event=stop)
+            feeds_run_live(shard=None, exchange=EMBEDDED_FEED_EXCHANGE, stop_event=stop)
         )
         self._say(f"Feed runner started in this process ({EMBEDDED_FEED_EXCHANGE}).")
 
-        def stop_feeds() -> defer.Deferred:
+        def stop_feeds() -> defer.Deferred[None]:
             stop.set()
             return defer.Deferred.fromFuture(task)
 
-        reactor.addSystemEventTrigger("before", "shutdown", stop_feeds)
+        # twisted declares interface methods without self, so the checker shifts the arguments.
+        reactor.addSystemEventTrigger("before", "shutdown", stop_feeds)  # type: ignore[arg-type]
 
-    def _serve_embedded(self, *, host: str, port: int, logins: dict | None) -> None:
+    def _serve_embedded(self, *, host: str, port: int, logins: dict[str, Any] | None) -> None:
         # Imported here: daphne.server installs Twisted's asyncio reactor on import,
         # which only the serving process should do.
         from daphne.access import AccessLogGenerator
@@ -166,7 +182,7 @@ class Command(BaseCommand):
         os._exit(0)
 
     # --- real topology: the Procfile through honcho -----------------------------------------
-    def _serve_procfile(self, *, host: str, port: int, logins: dict | None) -> None:
+    def _serve_procfile(self, *, host: str, port: int, logins: dict[str, Any] | None) -> None:
         base_dir = Path(settings.BASE_DIR)
         bin_dir = str(Path(sys.executable).parent)
         env = os.environ.copy()
