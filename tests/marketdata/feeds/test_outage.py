@@ -87,8 +87,11 @@ def test_trades_dropped_during_a_database_outage_are_backfilled(postgres, tmp_pa
         )
         try:
             _wait(lambda: ("market_trades", "BTC-USD") in fake.subscriptions(), 60, "subscribe")
-            fake.emit_trades("BTC-USD", 30)
-            _wait(lambda: len(postgres.query(DATABASE, TAPE_SQL)) == 30, 30, "first 30 stored")
+            for stored in (10, 20, 30):  # a burst over the 20-trade buffer would drop some
+                fake.emit_trades("BTC-USD", 10)
+                _wait(lambda n=stored: len(postgres.query(DATABASE, TAPE_SQL)) == n, 30,
+                      f"first {stored} stored")  # fmt: skip
+            assert not dropped_ranges_get(exchange="coinbase", symbol="BTC/USD")
 
             postgres.stop()
             for _ in range(5):  # 100 trades while the database is away; 20 fit the buffer
