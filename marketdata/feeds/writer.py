@@ -63,16 +63,24 @@ class TradeWriter:
 
     def add(self, records: list[TradeRecord]) -> None:
         self.buffer.extend(records)
-        if len(self.buffer) > self.max_buffered:
-            # Only reachable when the database has been down for a long time: the process
-            # stays alive, and the dropped trades' time ranges are recorded for repair.
-            dropped = len(self.buffer) - self.max_buffered
-            self._drop_note(self.buffer[:dropped])
-            del self.buffer[:dropped]
-            self.dropped += dropped
-            logger.error("trade buffer full: dropped %d oldest trades", dropped)
+        self._bound()
         if len(self.buffer) >= self.max_batch:
             self._wake.set()
+
+    def _bound(self) -> None:
+        """Drop the oldest trades beyond the buffer's size, noting their time ranges.
+
+        Only reachable when the database has been down for a long time: the process stays
+        alive, and the dropped ranges are backfilled once it is back. A batch in flight is
+        outside the buffer, so this never removes trades a flush is storing.
+        """
+        if len(self.buffer) <= self.max_buffered:
+            return
+        dropped = len(self.buffer) - self.max_buffered
+        self._drop_note(self.buffer[:dropped])
+        del self.buffer[:dropped]
+        self.dropped += dropped
+        logger.error("trade buffer full: dropped %d oldest trades", dropped)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -144,14 +152,18 @@ class TradeWriter:
             await self._drops_record()
         stored = 0
         while self.buffer:
+            # Out of the buffer while in flight: trades added meanwhile may overflow it, and
+            # the oldest dropped must be the buffer's, not this batch's or its successors'.
             batch = self.buffer[: self.max_batch]
+            del self.buffer[: len(batch)]
             try:
                 new = await _ingest(batch)
             except Exception:
                 logger.exception("storing %d trades failed; will retry", len(batch))
+                self.buffer[:0] = batch
+                self._bound()
                 await asyncio.sleep(1.0)
                 return stored
-            del self.buffer[: len(batch)]
             stored += new
             self._touch(batch)
         self.stored += stored
