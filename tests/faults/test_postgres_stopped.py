@@ -60,12 +60,6 @@ def _manage(env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="about one run in two on a loaded machine, one or two trades printed about a second "
-    "before the stop are missing from the stored tape (the writer logged the batch in flight "
-    "as failed and retried it); open in issue 18's note",
-)
 def test_postgres_stopped_for_15_s_answers_503_fast_and_loses_no_trade():
     with own_postgres() as pg:
         env = {
