@@ -109,11 +109,24 @@ class StreamHealth:
         return cast(StreamEntry, data)  # the public fields, as declared above
 
 
+def _alive_key(exchange: str) -> str:
+    return f"md:feed-alive:{exchange}"
+
+
 def health_store(streams: list[StreamHealth]) -> None:
-    """Write the runner's stream health: the live entries and the last reports."""
+    """Write the runner's stream health: the live entries, the last reports, and one
+    short-lived key per exchange that says a runner is alive (feeds_alive)."""
     snapshots = {s.key: s.snapshot() for s in streams}
     cache.set_many(snapshots, HEALTH_TTL_SECONDS)
     cache.set_many({_last_key(k): v for k, v in snapshots.items()}, LAST_REPORT_TTL_SECONDS)
+    cache.set_many({_alive_key(s.exchange): True for s in streams}, HEALTH_TTL_SECONDS)
+
+
+def feeds_alive(exchanges: list[str]) -> set[str]:
+    """The exchanges whose runner wrote health within HEALTH_TTL_SECONDS: one Redis call,
+    no database, cheap enough for every web process to ask every second."""
+    stored = cache.get_many([_alive_key(e) for e in exchanges])
+    return {e for e in exchanges if _alive_key(e) in stored}
 
 
 def _summary(streams: list[StreamEntry], now: int) -> FeedSummary:

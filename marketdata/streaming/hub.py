@@ -45,6 +45,7 @@ from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
 
+from marketdata.feeds.health import feeds_alive
 from marketdata.streaming import frames
 from marketdata.streaming.books import HeldBook, is_book_channel
 from marketdata.streaming.connection import LAG_CLOSE_SECONDS, Connection
@@ -82,6 +83,8 @@ USAGE_FLUSH_SECONDS = 5.0
 MAINTENANCE_SECONDS = 1.0  # the housekeeping tick; nothing above runs more often
 LEAVE_AFTER_SECONDS = 30.0  # keep reading a channel this long after its last subscriber
 STATUS_SILENT_SECONDS = 15.0  # a feed that reported nothing this long is said to be down
+# A runner's liveness key (feeds/health.py) missing on this many ticks in a row: it died.
+STATUS_GONE_TICKS = 2
 CLOSE_LAGGING = 4029
 CLOSE_RESTART = 1012
 FANOUT_SHARE = float(os.environ.get("STREAM_FANOUT_SHARE", "0.5"))
@@ -174,6 +177,7 @@ class Hub:
         self.unwanted_since: dict[str, float] = {}
         self.outlets: dict[tuple[int, str], Outlet] = {}
         self.status_heard: dict[str, float] = {}  # status channel -> when a report arrived
+        self.status_missing: Counter[str] = Counter()  # ticks without the runner's liveness
         self.catalog = InstrumentCatalog()
         self.messages_received = 0
         self.draining = False
@@ -366,6 +370,7 @@ class Hub:
         self._book_waiting.pop(channel, None)
         self.unwanted_since.pop(channel, None)
         self.status_heard.pop(channel, None)
+        self.status_missing.pop(channel, None)
         self._locks.pop(channel, None)
         for line in self.lines.values():
             line.forget(channel)
@@ -567,6 +572,7 @@ class Hub:
         for channel, since in list(self.unwanted_since.items()):
             if now - since >= LEAVE_AFTER_SECONDS and not self._wanted(channel):
                 self._leave(channel)
+        await self._status_liveness()
         self._status_silence(now)
         if now - self._last["refresh"] >= SLOT_REFRESH_SECONDS:
             self._last["refresh"] = now
@@ -582,6 +588,25 @@ class Hub:
         if self.catalog.stale() and self.connections:
             await database_sync_to_async(self.catalog.load)()
 
+    async def _status_liveness(self) -> None:
+        """Notice a killed runner in seconds, not after STATUS_SILENT_SECONDS.
+
+        A runner refreshes its liveness key every half second with a 2 s TTL; two ticks
+        in a row without it (a Redis restart loses it for one at most) mean it is gone.
+        """
+        if not self.status_heard:
+            return
+        exchanges = {channel: channel.split(".", 1)[1] for channel in self.status_heard}
+        try:
+            alive = await asyncio.to_thread(feeds_alive, sorted(set(exchanges.values())))
+        except Exception:  # Redis away: the silence rule still applies
+            return
+        for channel, exchange in exchanges.items():
+            if exchange in alive:
+                self.status_missing.pop(channel, None)
+            else:
+                self.status_missing[channel] += 1
+
     def _status_silence(self, now: float) -> None:
         """A feed process that died says nothing more: say it for it, once.
 
@@ -589,8 +614,10 @@ class Hub:
         ``stale`` true; the feed's next report replaces it.
         """
         for channel, heard in list(self.status_heard.items()):
-            if now - heard < STATUS_SILENT_SECONDS:
+            gone = self.status_missing[channel] >= STATUS_GONE_TICKS
+            if now - heard < STATUS_SILENT_SECONDS and not gone:
                 continue
+            self.status_missing.pop(channel, None)
             del self.status_heard[channel]
             last = self.latest.get(channel)
             data = dict(last.data) if last is not None else {}

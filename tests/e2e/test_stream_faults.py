@@ -286,7 +286,11 @@ async def test_a_connection_refused_while_redis_is_down_is_closed_1013_at_once(k
     assert welcome["type"] == "welcome", welcome
 
 
-async def test_a_restarted_feed_continues_the_seq_and_status_says_down_then_up(keys, tmp_path):
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+async def test_a_restarted_feed_continues_the_seq_and_status_says_down_then_up(
+    keys, tmp_path, stop
+):
+    """A deploy (SIGTERM, the feed says goodbye) or a crash (SIGKILL, its health expires)."""
     status = "status.sim"
 
     def reports(r: Recorder) -> list[dict]:
@@ -304,11 +308,17 @@ async def test_a_restarted_feed_continues_the_seq_and_status_says_down_then_up(k
                 40,
                 "trades and a connected feed",
             )
-            first_feed.stop()  # a deploy of the feed: SIGTERM
-            assert first_feed.wait(1) == 0
+            if stop == "sigterm":
+                first_feed.stop()
+                assert first_feed.wait(1) == 0
+            else:
+                first_feed.signal(signal.SIGKILL)
+                assert first_feed.wait(5) == -signal.SIGKILL
+            stopped = time.monotonic()
             await client.until(
                 lambda r: not reports(r)[-1]["data"]["connected"], 15, "the feed said down"
             )
+            assert time.monotonic() - stopped < 6  # a crash is told within seconds too
             stopped_at = (len(client.of(TRADES)), reports(client)[-1]["data"]["started_at"])
         with running(second_feed):
             await client.until(
@@ -327,7 +337,10 @@ async def test_a_restarted_feed_continues_the_seq_and_status_says_down_then_up(k
 
     # The numbering went on from the stored stream: no reset to 1, no gap, no repeat.
     assert seq_gaps(client.of(TRADES)) == []
-    assert seq_gaps(reports(client)) == []
+    # A dead feed's last report is repeated by the server, same seq, marked stale.
+    assert seq_gaps([f for f in reports(client) if not f["data"].get("stale")]) == []
+    if stop == "sigkill":
+        assert any(f["data"].get("stale") for f in reports(client))
 
 
 async def test_control_frames_count_against_the_queue_a_non_reader_within_the_rate_is_closed(
