@@ -102,6 +102,7 @@ def test_rest_pages_errors_options_and_the_command_line(api_key):
             assert any(k["name"] == "client" for k in client.api_keys())
             assert client.usage()["plan"]["code"] == "client-test"
             assert "/api/v1/markets/{exchange}/{symbol}/trades" in client.schema()["paths"]
+            assert client.asyncapi()["channels"]["stream"]["address"] == "/ws/v1/stream"
 
             # docs/api.md's worked example, and implied volatility back from its price.
             priced = client.option_price(
@@ -254,3 +255,62 @@ def test_a_backtest_is_submitted_polled_with_progress_and_its_result_read(api_ke
         assert done.result["equity"][0][1] == 1.0
         assert client.backtest(done.id).result == done.result
         assert done.id in [b["id"] for b in client.backtests()]
+
+
+def test_ofi_vpin_and_volatility_from_the_live_sim_market_and_stored_candles(api_key):
+    from marketdata.models import Instrument
+    from tests.e2e.test_backtest_worker import _minute_candles
+
+    instrument = Instrument.objects.get(exchange_id="sim", symbol="BTC-USD")
+    candles_end = now_ms() - now_ms() % 60_000
+    candles_start = _minute_candles(instrument, n=60, end_ms=candles_end)
+    start = now_ms() - 1000
+    with processes() as (_, port), Client(api_key, base_url=f"http://127.0.0.1:{port}") as client:
+        # Realised volatility over the stored candles: one value a bar, null until the
+        # window has filled, then positive; meta echoes what was asked.
+        vol = client.volatility(
+            "sim",
+            "BTC-USD",
+            estimator="parkinson",
+            interval="1m",
+            window=10,
+            start=candles_start,
+            end=candles_end,
+            page_size=25,
+        )
+        rows = vol.to_list()
+        assert vol.meta == {"estimator": "parkinson", "interval": "1m", "window": 10}
+        assert vol.pages_fetched == 3
+        assert [r["ts"] for r in rows] == list(range(candles_start, candles_end, 60_000))
+        assert all(r["volatility"] is None for r in rows[:9])
+        assert all(0 < r["volatility"] < 10 for r in rows[10:])
+
+        # OFI of the sim's live book, one row per second with updates.
+        ofi = wait_for(
+            lambda: client.ofi("sim", "BTC-USD", interval="1s", start=start).to_list(),
+            60,
+            "OFI intervals",
+        )
+        assert all(r["interval_ms"] == 1000 and r["ts"] % 1000 == 0 for r in ofi)
+        assert all(r["updates"] >= 1 and isinstance(r["ofi"], float) for r in ofi)
+
+        # VPIN over the sim's trades, in buckets of an eighth of the volume so far.
+        trades = wait_for(
+            lambda: (
+                len(got := client.trades("sim", "BTC-USD", start=start).to_list()) >= 30 and got
+            ),
+            60,
+            "30 trades",
+        )
+        bucket = round(sum(t["size"] for t in trades) / 8, 6)
+        vpin = client.vpin("sim", "BTC-USD", bucket_volume=bucket, window=2, start=start)
+        buckets = vpin.to_list()
+        assert (vpin.meta["bucket_volume"], vpin.meta["window"]) == (bucket, 2)
+        assert vpin.meta["source"] == "trades"
+        assert len(buckets) >= 4
+        assert buckets[0]["vpin"] is None
+        # A fraction of the volume, up to float rounding (all of it in a minute bar: 0 or 1).
+        assert all(-1e-9 <= b["vpin"] <= 1 + 1e-9 for b in buckets[1:])
+        assert all(
+            b["buy_volume"] + b["sell_volume"] == pytest.approx(bucket, rel=1e-6) for b in buckets
+        )

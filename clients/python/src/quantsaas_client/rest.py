@@ -237,6 +237,22 @@ class Client:
         """The latest L2 book: ``bids`` and ``asks`` as ``[price, size]``."""
         return self._get(self._market("markets", exchange, symbol, "book"), depth=depth)
 
+    # --- consolidated market data (one pair across venues) ------------------------------
+    @staticmethod
+    def _consolidated(pair: str, what: str) -> str:
+        return f"/api/v1/markets/consolidated/{quote(symbol_path(pair), safe='')}/{what}"
+
+    def consolidated_bbo(self, pair: str) -> Record:
+        """Best bid and ask across venues: ``bid``, ``bid_size``, ``bid_venue``, ``ask``,
+        ``ask_size``, ``ask_venue``, the ``venues`` included and ``ts``. ``NotFound`` for
+        a pair no venue offers, or one nothing has been consolidated for yet."""
+        return self._get(self._consolidated(pair, "bbo"))
+
+    def consolidated_book(self, pair: str, *, depth: int | None = None) -> Record:
+        """The merged L2 book across venues: ``bids`` and ``asks`` as
+        ``[price, total_size, {venue: size}]``, best first, and the ``venues`` included."""
+        return self._get(self._consolidated(pair, "book"), depth=depth)
+
     # --- analytics ----------------------------------------------------------------------
     def ofi(
         self,
@@ -473,8 +489,41 @@ class Client:
         body = {"kind": kind, "exchange": exchange, **fields}
         return self._record("POST", "/api/v1/alerts", json=body)
 
+    def alert(self, alert_id: int) -> Record:
+        """One alert rule (``NotFound`` for an id outside the organization)."""
+        return self._get(f"/api/v1/alerts/{int(alert_id)}")
+
+    def update_alert(self, alert_id: int, **fields: Any) -> Record:
+        """Change only the ``fields`` given (those of ``create_alert``); the rule as now
+        stored. ``update_alert(rule_id, enabled=False)`` disables a rule, ``enabled=True``
+        enables it again."""
+        # Idempotent: the same fields sent twice leave the same rule.
+        return self._record(
+            "PATCH", f"/api/v1/alerts/{int(alert_id)}", json=fields, idempotent=True
+        )
+
     def delete_alert(self, alert_id: int) -> None:
         self.request("DELETE", f"/api/v1/alerts/{int(alert_id)}")
+
+    def alert_deliveries(self, *, rule: int | None = None, limit: int | None = None) -> Records:
+        """The delivery log, newest first: each email and webhook of recent firings with its
+        ``status`` (pending, retrying, delivered, failed), ``attempts`` and the ``firing``.
+        ``rule`` keeps one rule's; ``limit`` is 1-500 (default 100)."""
+        return self._list("/api/v1/alerts/deliveries", rule=rule, limit=limit)
+
+    def webhook_secret(self) -> str:
+        """The key of the webhooks' ``QuantSaaS-Signature`` (HMAC-SHA256), created on first
+        read. Owners and admins only; a key needs the ``admin`` scope."""
+        secret: str = self._get("/api/v1/alerts/webhook-secret")["secret"]
+        return secret
+
+    def rotate_webhook_secret(self) -> str:
+        """Replace the webhook signing secret and return the new one, which signs the
+        webhooks sent from then on."""
+        # Not retried after a lost answer: a second rotation would replace the secret the
+        # caller never saw.
+        secret: str = self._record("POST", "/api/v1/alerts/webhook-secret")["secret"]
+        return secret
 
     def usage(self) -> Record:
         """This period's usage against the plan's limits."""
@@ -483,6 +532,10 @@ class Client:
     def schema(self) -> Record:
         """The OpenAPI 3 document."""
         return self._record("GET", "/api/v1/schema/", params={"format": "json"})
+
+    def asyncapi(self) -> Record:
+        """The AsyncAPI document of the WebSocket stream."""
+        return self._get("/api/v1/asyncapi.json")
 
     def health(self) -> Record:
         """``/healthz``: liveness of the service."""
