@@ -42,6 +42,12 @@
     box.hidden = !text;
   }
 
+  // Figures of earlier inputs must not sit beside an error about the current ones.
+  function resultsClear() {
+    Array.prototype.forEach.call(root.querySelectorAll("[data-field]"), function (node) { node.textContent = "–"; });
+    root.removeAttribute("data-priced");
+  }
+
   function invalidFields(option, names) {
     return names.filter(function (name) { return !isFinite(option[name]); });
   }
@@ -51,16 +57,17 @@
     var option = contract();
     showError("");
     QS.fieldErrorsClear(form);
-    if (QS.fieldsCheck(form)) return;
+    if (QS.fieldsCheck(form)) return resultsClear();
     var bad = invalidFields(option, ["spot", "strike", "expiry", "rate", "dividend_yield", "volatility"]);
     if (bad.length) {
       bad.forEach(function (name) { QS.fieldError(form.elements[name], "Enter a number."); });
-      return;
+      return resultsClear();
     }
     try {
       var body = await QS.api("/api/v1/options/price", { method: "POST", body: { options: [option] } });
       var result = body.data[0];
       if (result.error) {
+        resultsClear();
         showError(QS.apiFieldErrors(form, result.error, optionFields(), OPTION_WORDS));
         return;
       }
@@ -70,6 +77,7 @@
       });
       root.setAttribute("data-priced", "1");
     } catch (error) {
+      resultsClear();
       showError(QS.apiFieldErrors(form, error, optionFields(), OPTION_WORDS));
     }
   }

@@ -55,12 +55,27 @@ def _playwright():
 class Site:
     url: str
     server: Running
-    stripe: FakeStripe
+    stripe: FakeStripe | None  # None: a server without online payment
     mail_dir: Path
+    env: dict[str, str]
     stripe_events: list[dict] = field(default_factory=list)
 
     def emails(self) -> list[str]:
         return [p.read_text() for p in sorted(self.mail_dir.glob("*.log"))]
+
+    def shell(self, code: str) -> str:
+        """Run `code` in `manage.py shell` against the server's database, as an operator's
+        console would; returns what it printed."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-v", "0", "-c", code],
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.stdout
 
 
 # Stored history older than the free plan's 15-minute delay, as a product that has been
@@ -84,35 +99,52 @@ def _history_load(env: dict[str, str], *, minutes: int) -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Iterator[Site]:
-    """One running server per test module (starting it costs a few seconds)."""
+def site_running(tmp_path_factory, *, with_stripe: bool = True, **extra_env: str) -> Iterator[Site]:
+    """A server in embedded mode with stored history; Stripe is the local fake, or absent
+    (`with_stripe=False`: plans are requested from an operator instead of bought)."""
     _playwright()
     tmp = tmp_path_factory.mktemp("browser-site")
     mail_dir = tmp / "mail"
     mail_dir.mkdir()
-    stripe = FakeStripe().start()
+    stripe = FakeStripe().start() if with_stripe else None
     port = _free_port()
+    payment = (
+        {
+            "STRIPE_SECRET_KEY": SECRET_KEY,
+            "STRIPE_API_BASE": stripe.base,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_PRICE_PRO": PRICE_PRO,
+        }
+        if stripe
+        else {"STRIPE_SECRET_KEY": ""}
+    )
     env = _env(
         var_dir=tmp / "var",
         port=port,
         EMAIL_FILE_PATH=str(mail_dir),
-        STRIPE_SECRET_KEY=SECRET_KEY,
-        STRIPE_API_BASE=stripe.base,
-        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        STRIPE_PRICE_PRO=PRICE_PRO,
+        **payment,
+        **extra_env,
         # No SITE_URL: email links must default to the address served on (PORT).
     )
-    _history_load(env, minutes=HISTORY_MINUTES)
-    server = Running("serve", "--no-seed", env=env)
+    server = None
     try:
+        _history_load(env, minutes=HISTORY_MINUTES)
+        server = Running("serve", "--no-seed", env=env)
         url = f"http://127.0.0.1:{port}/"
         _wait_http(f"{url}healthz", proc=server, timeout=90)
         server.wait_for(re.compile(r"Feed runner started"), timeout=30)
-        yield Site(url=url, server=server, stripe=stripe, mail_dir=mail_dir)
+        yield Site(url=url, server=server, stripe=stripe, mail_dir=mail_dir, env=env)
     finally:
-        server.kill_everything()
-        stripe.stop()
+        if server is not None:
+            server.kill_everything()
+        if stripe is not None:
+            stripe.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    """One running server per test module (starting it costs a few seconds)."""
+    yield from site_running(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -50,11 +50,9 @@ def test_the_verify_page_sends_a_new_link_on_the_served_address(site, new_contex
     screenshot(page, "verification-resend-desktop")
 
 
-@pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
-    site, new_context, viewport
-):
-    owner = _customer(site, new_context, viewport)
+def _invite_and_join(site, new_context, owner, viewport: str) -> tuple[str, object]:
+    """The owner invites a new address; its person signs up from the link and joins.
+    Returns the invitee's address and their page (on the dashboard)."""
     invitee = f"invitee-{viewport}-{secrets.token_hex(4)}@example.com"
     owner.goto("/team/")
     owner.fill("input[name=email]", invitee)
@@ -77,6 +75,15 @@ def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
     accept = guest.get_by_role("button", name=re.compile("accept|join", re.I))
     accept.click()
     guest.wait_for_url(re.compile(r"/dashboard/"))
+    return invitee, guest
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
+    site, new_context, viewport
+):
+    owner = _customer(site, new_context, viewport)
+    invitee, _ = _invite_and_join(site, new_context, owner, viewport)
 
     owner.goto("/team/")
     assert owner.get_by_text(invitee).is_visible()
@@ -95,6 +102,45 @@ def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
     owner.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Remove…").click()
     owner.get_by_role("button", name="Remove from the team").click()
     assert f"{invitee} was removed" in owner.inner_text("main")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_a_member_leaves_only_after_confirming(site, new_context, viewport):
+    owner = _customer(site, new_context, viewport)
+    invitee, member = _invite_and_join(site, new_context, owner, viewport)
+    organization = owner.locator("#org-switcher-select option[selected]").get_attribute("title")
+    assert organization.startswith(f"forms-{viewport}-")
+
+    member.goto("/team/")
+    assert organization in member.inner_text("h1")  # the team they joined
+    # Only their own personal organization is "Personal": the one they joined has its name.
+    joined = member.locator("#org-switcher-select option[selected]")
+    assert joined.text_content() == organization
+    assert member.locator("#org-switcher-select option", has_text="Personal").count() == 1
+    mine = member.locator("#member-table tr", has_text=invitee)
+    mine.get_by_role("link", name="Leave…").click()
+    # A step that says what leaving costs, before anything happens.
+    assert member.inner_text("h1") == f"Leave {organization}?"
+    assert "Coming back takes a new invitation" in member.inner_text("main")
+    screenshot(member, f"team-leave-confirm-{viewport}")
+    member.get_by_role("link", name="Stay").click()
+    member.wait_for_url(re.compile(r"/team/$"))
+    assert member.locator("#member-table").get_by_text(invitee).is_visible()  # still in
+
+    member.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Leave…").click()
+    member.get_by_role("button", name=f"Leave {organization}").click()
+    member.wait_for_url(re.compile(r"/dashboard/"))
+    assert f"You left {organization}." in member.inner_text("main")
+    switcher = member.locator("#org-switcher-select option")
+    assert organization not in [
+        switcher.nth(i).get_attribute("title") for i in range(switcher.count())
+    ]
+    screenshot(member, f"team-left-{viewport}")
+
+    owner.goto("/team/")
+    assert owner.locator("#member-table").get_by_text(invitee).count() == 0
+    member.goto("/team/")
+    assert organization not in member.inner_text("h1")
 
 
 def test_api_keys_are_cards_on_a_phone_and_the_switcher_names_whole_words(site, new_context):

@@ -21,7 +21,16 @@ PAGES = [
     ("billing", "/billing/", "main"),
     ("usage", "/billing/usage/", "#usage-chart canvas"),
     ("pricing", "/pricing/", "#plan-comparison"),
+    ("alerts", "/alerts/", "main h1"),
+    ("new-organization", "/orgs/new/", "main form"),
+    ("upgrade-request", "/billing/upgrade-request/?plan=pro", "main form"),
     ("docs", "/api/docs/", "text=QuantSaaS API"),
+]
+# What a visitor sees before signing in (signed in, login and signup send to the app).
+PUBLIC_PAGES = [
+    ("landing", "/", "#preview-chart canvas"),
+    ("login", "/accounts/login/", "main form"),
+    ("signup", "/accounts/signup/", "main form"),
 ]
 
 
@@ -41,14 +50,25 @@ def test_the_docs_page_renders_the_stream_contract_on_the_real_host(site, new_co
     page.wait_for_url(site.url)
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_no_page_logs_a_console_error_in_either_theme(site, new_context, theme):
-    page = _customer(site, new_context)
+def _visit_in_theme(page, pages, theme: str) -> None:
     page.evaluate("theme => window.localStorage.setItem('qs-theme', theme)", theme)
-    for name, path, ready in PAGES:
+    for name, path, ready in pages:
         page.goto(path)
         page.wait_for_selector(ready, timeout=30_000)
         if name != "docs":
             assert page.get_attribute("html", "data-theme") == theme, name
         page.wait_for_timeout(500)  # late errors: charts drawing, the stream's first frames
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_no_page_logs_a_console_error_in_either_theme(site, new_context, theme):
+    visitor = new_context().new_page()
+    visitor.goto("/")
+    _visit_in_theme(visitor, PUBLIC_PAGES, theme)
+    visitor.goto("/")
+    visitor.wait_for_selector("#preview-chart canvas")
+    screenshot(visitor, f"landing-{theme}-desktop")
+
+    page = _customer(site, new_context)
+    _visit_in_theme(page, PAGES, theme)
     screenshot(page, f"docs-{theme}-desktop")

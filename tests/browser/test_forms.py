@@ -24,6 +24,14 @@ def _customer(site, new_context, viewport: str = "desktop"):
     return page
 
 
+def _refused_before_sending(page, field: str, value: str, *, submit: str, message: str) -> None:
+    """An input's own limit, checked in the browser: the message under it, marked invalid."""
+    page.fill(field, value)
+    page.click(submit)
+    assert page.inner_text(f"{field}-error") == message
+    assert page.get_attribute(field, "aria-invalid") == "true"
+
+
 def test_a_reload_after_creating_a_key_creates_no_second_key(site, new_context):
     page = _customer(site, new_context)
     page.goto("/keys/")
@@ -48,10 +56,9 @@ def test_backtest_errors_sit_next_to_their_field_in_plain_words(site, new_contex
     page.wait_for_function("() => document.querySelector('#bt-days-hint').innerText")
 
     # The API's own limits are checked before anything is sent.
-    page.fill("#bt-fee", "5000")
-    page.click("#bt-submit")
-    assert page.inner_text("#bt-fee-error") == "Must be at most 1000."
-    assert page.get_attribute("#bt-fee", "aria-invalid") == "true"
+    _refused_before_sending(
+        page, "#bt-fee", "5000", submit="#bt-submit", message="Must be at most 1000."
+    )
     assert page.inner_text("#bt-status").startswith("Not started")
     page.fill("#bt-fee", "10")
 
@@ -85,3 +92,39 @@ def test_backtests_default_to_stored_data_and_warn_of_a_short_sample(site, new_c
     assert "short sample" in page.inner_text("#bt-status")
     assert page.locator("#bt-warning").is_visible()
     screenshot(page, "backtests-short-sample-desktop")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_options_errors_sit_next_to_their_field_in_plain_words(site, new_context, viewport):
+    page = _customer(site, new_context, viewport)
+    page.goto("/options/")
+    page.wait_for_function("() => document.querySelector('#options-calculator').dataset.priced")
+
+    # The inputs' own limits are checked before anything is sent.
+    submit = "#option-form button[type=submit]"
+    _refused_before_sending(
+        page, "#opt-volatility", "-0.2", submit=submit, message="Must be at least 0."
+    )
+    assert page.evaluate("() => document.activeElement.id") == "opt-volatility"
+    assert page.inner_text("[data-field=price]") == "\N{EN DASH}"  # no figures of other inputs
+    page.fill("#opt-volatility", "0.2")
+
+    # A rule only the API knows (a strike of 0): its message under the strike.
+    page.fill("#opt-strike", "0")
+    page.click(submit)
+    page.wait_for_selector("#opt-strike-error")
+    assert page.inner_text("#opt-strike-error") == "Must be greater than 0."
+    assert page.get_attribute("#opt-strike", "aria-invalid") == "true"
+    assert page.locator("#opt-volatility-error").count() == 0  # fixed fields lose their message
+    main = page.inner_text("main")
+    assert "{" not in main and "dividend_yield" not in main and "invalid" not in main.lower()
+    assert page.locator("#option-error").is_hidden()  # nothing left over for a general line
+    assert page.inner_text("[data-field=price]") == "\N{EN DASH}"
+    screenshot(page, f"options-errors-{viewport}")
+
+    page.fill("#opt-strike", "40")
+    page.click(submit)
+    page.wait_for_function("() => document.querySelector('#options-calculator').dataset.priced")
+    assert page.locator("#opt-strike-error").count() == 0
+    assert page.get_attribute("#opt-strike", "aria-invalid") is None
+    assert float(page.inner_text("[data-field=price]").replace(",", "")) > 0

@@ -13,11 +13,13 @@ from django.core import mail
 from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.models import Invitation, Membership, Role, User
 from accounts.services.invitations import invitation_token
+from accounts.services.organizations import personal_organization_ensure
 from tests.conftest import client_for
-from tests.factories import UserFactory
+from tests.factories import UserFactory, membership_add
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +83,29 @@ def test_an_invited_person_signs_up_with_the_address_prefilled_and_verified(clie
     assert response.status_code == 302
 
 
-def test_leaving_and_removing_ask_for_confirmation_first(acme, alice, carol):
+def test_leaving_asks_for_confirmation_first(acme, alice, carol):
+    membership = Membership.objects.get(organization=acme, user=carol)
+    leave_url = reverse("membership_remove", args=[membership.pk])
+    carol_client = client_for(carol, acme)
+
+    team = carol_client.get(reverse("team")).content.decode()
+    assert f'href="{leave_url}">Leave…</a>' in team
+    confirm = carol_client.get(leave_url)
+    assert confirm.status_code == 200
+    page = confirm.content.decode()
+    assert "Leave Acme Capital?" in page and "Coming back takes a new invitation" in page
+    assert Membership.objects.filter(pk=membership.pk).exists()  # asking changed nothing
+
+    response = carol_client.post(leave_url)
+    assert response.status_code == 302 and response["Location"] == reverse("dashboard")
+    assert not Membership.objects.filter(organization=acme, user=carol).exists()
+    assert Membership.objects.filter(organization=acme, user=alice).exists()  # only carol
+    # Carol has no organization left: the next page offers to create one, not Acme's team.
+    after = carol_client.get(reverse("team"))
+    assert after.status_code == 302 and after["Location"] == reverse("organization_create")
+
+
+def test_removing_a_member_asks_for_confirmation_first(acme, alice, carol):
     carol_membership = Membership.objects.get(organization=acme, user=carol)
     alice_client = client_for(alice, acme)
 
@@ -94,6 +118,20 @@ def test_leaving_and_removing_ask_for_confirmation_first(acme, alice, carol):
 
     alice_client.post(reverse("membership_remove", args=[carol_membership.pk]))
     assert not Membership.objects.filter(pk=carol_membership.pk).exists()
+
+
+def test_only_ones_own_personal_organization_is_called_personal(alice, carol):
+    """A member of someone else's personal organization sees its name in the switcher,
+    so two entries never both read "Personal"."""
+    theirs = personal_organization_ensure(user=alice)
+    membership_add(organization=theirs, user=carol, role=Role.MEMBER)
+    personal_organization_ensure(user=carol)
+
+    page = client_for(carol, theirs).get(reverse("team")).content.decode()
+    switcher = page.split('id="org-switcher-select"')[1].split("</select>")[0]
+    options = re.findall(r"<option [^>]*>([^<]*)</option>", switcher)
+    assert options.count("Personal") == 1
+    assert escape(theirs.name) in options
 
 
 def test_email_links_default_to_the_port_the_site_is_served_on(monkeypatch):
