@@ -50,6 +50,8 @@ class PlanAdmin(ModelAdmin[Plan]):
         "api_keys",
         "analytics",
         "backtests_per_day",
+        "book_depth",
+        "stream_conflate_floor_ms",
         "is_public",
     ]
     list_editable = ["stripe_price_id", "is_public"]
@@ -69,6 +71,8 @@ class PlanAdmin(ModelAdmin[Plan]):
                     "analytics",
                     "backtests_per_day",
                     "alert_rules",
+                    "book_depth",
+                    "stream_conflate_floor_ms",
                 ]
             },
         ),

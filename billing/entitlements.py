@@ -48,6 +48,8 @@ FREE_PLAN_DEFAULTS = {
     "analytics": True,
     "backtests_per_day": 5,
     "alert_rules": 3,
+    "book_depth": 20,
+    "stream_conflate_floor_ms": 1000,
 }
 
 
@@ -64,7 +66,10 @@ class Entitlements:
     api_keys: int
     analytics: bool
     backtests_per_day: int
-    alert_rules: int = 3  # defaulted: answers cached before the field existed still load
+    # Defaulted: answers cached before these fields existed still load.
+    alert_rules: int = 3
+    book_depth: int = 50  # most levels a side of a book (REST and stream)
+    stream_conflate_floor_ms: int = 0  # least conflate_ms of a stream subscription
 
     @classmethod
     def from_plan(cls, plan: Plan, *, status: str) -> Entitlements:
@@ -81,6 +86,8 @@ class Entitlements:
             analytics=plan.analytics,
             backtests_per_day=plan.backtests_per_day,
             alert_rules=plan.alert_rules,
+            book_depth=plan.book_depth,
+            stream_conflate_floor_ms=plan.stream_conflate_floor_ms,
         )
 
 

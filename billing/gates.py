@@ -3,7 +3,9 @@
 Owned by billing (a plan's limits are billing's rules) and shared by every app that
 answers market data or analytics, so no app reaches into another's API for them:
 
-- History depth: the only thing that limits who reads which market data.
+- History depth: how far back a plan reads market data.
+- Book depth: how many levels a side of an order book a plan reads (REST here; the
+  stream applies the same `book_depth` from the entitlements on subscribe).
 - Delayed plans over REST: the one rule for what "now" a caller may see. A plan with
   `stream_delay_seconds` (free: 900) receives the WebSocket stream that much late; the
   REST history must not be a way around it. Every market-data and analytics endpoint
@@ -81,3 +83,20 @@ def complete_before(cutoff_ms: int, *, unit_ms: int = MINUTE_MS) -> int:
     instant may hold data from after the cutoff, so delayed reads stop here.
     """
     return cutoff_ms - cutoff_ms % unit_ms
+
+
+def book_depth_allowed(*, organization: Organization, depth: int | None, default: int) -> int:
+    """The book depth to answer: `depth` if the plan allows it, else 403 plan_required.
+
+    No depth asked: `default`, or the plan's depth when that is less. Refused rather
+    than cut short, so a client never takes a 20-level book for the 50 levels it asked for.
+    """
+    allowed = entitlements_for(organization=organization).book_depth
+    if depth is None:
+        return min(default, allowed)
+    if depth > allowed:
+        raise PlanRequired(
+            f"Your plan includes order books {allowed} levels deep; this request asks for {depth}.",
+            plans=plans_allowing(predicate=lambda plan: plan.book_depth >= depth),
+        )
+    return depth

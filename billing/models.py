@@ -8,6 +8,7 @@ local copy refreshed from Stripe (webhooks and the reconcile task), and
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -15,6 +16,11 @@ from django.utils import timezone
 from accounts.models import Organization
 
 FREE_PLAN_CODE = "free"
+# Order-book depth a plan may grant: the stream keeps 50 levels a side and never sends
+# fewer than the 10 its checksum covers (marketdata.streaming.books).
+BOOK_DEPTH_MIN = 10
+BOOK_DEPTH_MAX = 50
+CONFLATE_FLOOR_MAX_MS = 60_000  # the largest conflate_ms a subscription may ask for
 
 
 class Plan(models.Model):
@@ -44,6 +50,20 @@ class Plan(models.Model):
     backtests_per_day = models.PositiveIntegerField(default=0)
     alert_rules = models.PositiveIntegerField(
         "alert rules allowed", default=3, help_text="Alert rules an organization may keep."
+    )
+    book_depth = models.PositiveIntegerField(
+        "order book depth",
+        default=BOOK_DEPTH_MAX,
+        validators=[MinValueValidator(BOOK_DEPTH_MIN), MaxValueValidator(BOOK_DEPTH_MAX)],
+        help_text="Most levels a side a book read or subscription may ask for "
+        f"({BOOK_DEPTH_MIN} to {BOOK_DEPTH_MAX}).",
+    )
+    stream_conflate_floor_ms = models.PositiveIntegerField(
+        "stream conflation floor (ms)",
+        default=0,
+        validators=[MaxValueValidator(CONFLATE_FLOOR_MAX_MS)],
+        help_text="Least conflate_ms a stream subscription gets: at most one frame per "
+        "channel this often. 0: every update as it comes.",
     )
 
     class Meta:

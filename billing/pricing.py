@@ -34,6 +34,17 @@ def count_words(count: int, one: str, many: str | None = None) -> str:
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
 
+def conflate_words(floor_ms: int) -> str:
+    """0 -> "Every update", 1000 -> "1 a second per channel", 500 -> "1 every 500 ms..."."""
+    if floor_ms == 0:
+        return "Every update"
+    if floor_ms == 1000:
+        return "1 a second per channel"
+    if floor_ms % 1000 == 0:
+        return f"1 every {duration_words(floor_ms // 1000)} per channel"
+    return f"1 every {floor_ms:,} ms per channel"
+
+
 @dataclass(frozen=True)
 class Row:
     label: str
@@ -63,6 +74,8 @@ def plan_comparison(plans: list[Plan]) -> list[Row]:
             "Channels per connection",
             lambda p: count_words(p.ws_subscriptions, "channel"),
         ),
+        row("Order book depth", lambda p: count_words(p.book_depth, "level")),
+        row("Stream updates", lambda p: conflate_words(p.stream_conflate_floor_ms)),
         row("API keys", lambda p: count_words(p.api_keys, "key")),
         row(
             "Analytics (OFI, VPIN, volatility, options)",

@@ -154,8 +154,15 @@ CLIENT_MESSAGES = {
         "subscribe",
         "Subscribe",
         "Channels `<kind>.<exchange>.<SYMBOL>`; at most the plan's subscriptions. "
-        "`depth` (10, 20 default, 50) is the book view of `book` channels.",
-        {"channels": _CHANNELS, "depth": {"type": "integer", "enum": [10, 20, 50]}},
+        "`depth` (10, 20 default, 50) is the book view of `book` channels, at most the "
+        "plan's `book_depth` (more: `plan_required`, nothing subscribed; none given: 20 or "
+        "the plan's depth if less). `conflate_ms` (0 to 60000): at most one frame per "
+        "channel every N ms, raised to the plan's floor (welcome's `conflate_ms`).",
+        {
+            "channels": _CHANNELS,
+            "depth": {"type": "integer", "enum": [10, 20, 50]},
+            "conflate_ms": {"type": "integer", "minimum": 0, "maximum": 60000},
+        },
         ["channels"],
         {"op": "subscribe", "channels": ["trades.sim.BTC-USD", "book.sim.BTC-USD"]},
     ),
@@ -192,7 +199,9 @@ SERVER_MESSAGES = {
     "welcome": _server(
         "welcome",
         "Welcome",
-        "After authentication: the plan and its limits (`delay_seconds` > 0: delayed data).",
+        "After authentication: the plan and its limits (`delay_seconds` > 0: delayed data; "
+        "`conflate_ms`: the plan's conflation floor; `book_depth`: the most levels a `book` "
+        "subscription may ask for).",
         {
             "plan": {"type": "string"},
             "limits": _object(
@@ -200,6 +209,9 @@ SERVER_MESSAGES = {
                     "connections": {"type": "integer"},
                     "subscriptions": {"type": "integer"},
                     "delay_seconds": {"type": "integer"},
+                    "conflate_ms": {"type": "integer"},
+                    "book_depth": {"type": "integer"},
+                    "resume_seconds": {"type": "integer"},
                 },
                 ["connections", "subscriptions", "delay_seconds"],
             ),
@@ -208,13 +220,21 @@ SERVER_MESSAGES = {
         {
             "type": "welcome",
             "plan": "pro",
-            "limits": {"connections": 5, "subscriptions": 50, "delay_seconds": 0},
+            "limits": {
+                "connections": 5,
+                "subscriptions": 50,
+                "delay_seconds": 0,
+                "conflate_ms": 0,
+                "book_depth": 50,
+                "resume_seconds": 960,
+            },
         },
     ),
     "subscribed": _server(
         "subscribed",
         "Subscribed",
-        "The channels now subscribed.",
+        "The channels now subscribed; `conflate_ms` is the one in effect (the plan's floor "
+        "raises a lower request).",
         {"channels": _CHANNELS, "conflate_ms": {"type": "integer"}},
         ["channels"],
         {"type": "subscribed", "channels": ["trades.sim.BTC-USD"]},

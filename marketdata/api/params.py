@@ -66,8 +66,17 @@ class CandlesParams(WindowParams):
     limit = serializers.IntegerField(min_value=1, max_value=5_000, default=500)
 
 
+BOOK_DEFAULT_DEPTH = 20
+
+
 class BookParams(serializers.Serializer[dict[str, Any]]):
-    depth = serializers.IntegerField(min_value=1, max_value=50, default=20)
+    depth = serializers.IntegerField(
+        min_value=1,
+        max_value=50,
+        required=False,
+        help_text=f"Levels a side; default {BOOK_DEFAULT_DEPTH}, or your plan's depth if less. "
+        "More than your plan's depth is refused (403 plan_required).",
+    )
 
 
 class InstrumentsParams(serializers.Serializer[dict[str, Any]]):

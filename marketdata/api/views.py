@@ -22,10 +22,17 @@ from rest_framework.serializers import Serializer
 from rest_framework.utils.encoders import JSONEncoder
 
 from accounts.api.base import OrganizationAPIView
-from billing.gates import DELAY_HEADER, complete_before, history_guard, realtime_cutoff_ms
+from billing.gates import (
+    DELAY_HEADER,
+    book_depth_allowed,
+    complete_before,
+    history_guard,
+    realtime_cutoff_ms,
+)
 from marketdata import selectors
 from marketdata.api import schema
 from marketdata.api.params import (
+    BOOK_DEFAULT_DEPTH,
     BookParams,
     CandlesParams,
     InstrumentsParams,
@@ -122,6 +129,14 @@ class MarketDataView(OrganizationAPIView):
             validated = serializer.validated_data
             _validated_params.set(key, validated)
         return dict(validated)
+
+    def book_depth(self, request: Request) -> int:
+        """The levels a side to answer: asked for and within the plan (billing.gates)."""
+        return book_depth_allowed(
+            organization=self.organization,
+            depth=self.params(BookParams, request).get("depth"),
+            default=BOOK_DEFAULT_DEPTH,
+        )
 
     def instrument(self, exchange: str, symbol: str) -> Instrument:
         instrument = selectors.instrument_get(exchange_id=exchange, symbol=symbol)
@@ -344,7 +359,7 @@ class BookView(MarketDataView):
     @extend_schema(parameters=[BookParams], responses=schema.BookOut, summary="Latest L2 book")
     def get(self, request: Request, exchange: str, symbol: str) -> Response:
         instrument = self.instrument(exchange, symbol)
-        depth = self.params(BookParams, request)["depth"]
+        depth = self.book_depth(request)
         cutoff = self.realtime_cutoff()
         if cutoff is None:
             book = selectors.book_latest(instrument=instrument)
@@ -406,7 +421,7 @@ class ConsolidatedBookView(ConsolidatedView):
         summary="Merged L2 book across venues, each level with every venue's size",
     )
     def get(self, request: Request, pair: str) -> Response:
-        depth = self.params(BookParams, request)["depth"]
+        depth = self.book_depth(request)
         state = self.consolidated(pair)
         return Response(
             {

@@ -45,6 +45,13 @@ Level = list[Any]
 BookData = dict[str, Any]
 
 
+def depth_default(allowed: int) -> int:
+    """The depth of a subscription that names none: ``DEFAULT_DEPTH``, or the deepest
+    stream depth within the plan's ``allowed`` depth when that is less."""
+    within = [d for d in STREAM_DEPTHS if d <= min(DEFAULT_DEPTH, allowed)]
+    return within[-1] if within else STREAM_DEPTHS[0]
+
+
 def is_book_channel(channel: str) -> bool:
     return channel.startswith("book.")
 

@@ -277,6 +277,8 @@ class Connection:
         self.session_key: str | None = None
         self.plan_subscriptions = 0
         self.analytics_allowed = True
+        self.plan_book_depth = 50  # most levels a side a book subscription may ask for
+        self.conflate_floor_ms = 0  # least conflate_ms a subscription gets
         # A connection limit this connection's slot is known to be within (quotas.py).
         self.plan_connections = 0
 

@@ -30,7 +30,7 @@ from marketdata.streaming.access import (
     principal_from_key,
     principal_from_session,
 )
-from marketdata.streaming.books import BOOK_DEPTH, DEFAULT_DEPTH, is_book_channel
+from marketdata.streaming.books import BOOK_DEPTH, depth_default, is_book_channel
 from marketdata.streaming.connection import Connection, close_send
 from marketdata.streaming.history import ReplayRefused, replay_plan, replay_run
 from marketdata.streaming.hub import CLOSE_RESTART, Hub, hub_get
@@ -156,6 +156,8 @@ class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels:
         conn.plan_connections = plan.ws_connections
         conn.plan_subscriptions = plan.ws_subscriptions
         conn.analytics_allowed = plan.analytics
+        conn.plan_book_depth = plan.book_depth
+        conn.conflate_floor_ms = plan.stream_conflate_floor_ms
         self.conn = conn
         self.hub.connection_add(conn)
         conn.push(
@@ -165,6 +167,8 @@ class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels:
                 subscriptions=plan.ws_subscriptions,
                 delay_seconds=plan.stream_delay_seconds,
                 resume_seconds=settings.STREAM_REPLAY_SECONDS,
+                conflate_ms=plan.stream_conflate_floor_ms,
+                book_depth=plan.book_depth,
             )
         )
 
@@ -242,6 +246,20 @@ class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels:
                 ),
             )
             return
+        books_asked = [c for c in channels if is_book_channel(c)]
+        if books_asked and message.depth is not None and message.depth > conn.plan_book_depth:
+            # Refused, not cut short: a client must never take a 10-level book for the
+            # 50 levels it asked for. The connection stays open.
+            allowed = conn.plan_book_depth
+            conn.push(
+                frames.error(
+                    code="plan_required",
+                    message=f"Your plan includes order books {allowed} levels deep; "
+                    f"depth {message.depth} was asked. Nothing was subscribed.",
+                    details={"limit": allowed, "depth": message.depth, "channels": books_asked},
+                )
+            )
+            return
         new = [
             self._internal(conn, c)
             for c in channels
@@ -259,14 +277,20 @@ class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels:
                 )
             )
             return
-        conflate_ms = message.conflate_ms
-        if conflate_ms is not None:
-            for channel in (self._internal(conn, c) for c in channels):
-                if conflate_ms:
-                    conn.conflate[channel] = conflate_ms
-                else:
-                    conn.conflate.pop(channel, None)
-        depth = message.depth or DEFAULT_DEPTH
+        # The plan's floor raises a lower request (or none): a subscription gets at most
+        # one frame per channel every `floor` ms, and `subscribed` says so.
+        floor = conn.conflate_floor_ms
+        conflate_ms = max(message.conflate_ms or 0, floor)
+        if message.conflate_ms is not None:
+            targets = [self._internal(conn, c) for c in channels]
+        else:  # no value asked: held channels keep theirs, new ones get the floor
+            targets = new if floor else []
+        for channel in targets:
+            if conflate_ms:
+                conn.conflate[channel] = conflate_ms
+            else:
+                conn.conflate.pop(channel, None)
+        depth = message.depth or depth_default(conn.plan_book_depth)
         books = [c for c in new if is_book_channel(c)]
         for channel in books:  # a held book's view is kept: a new depth needs a resubscribe
             if depth < BOOK_DEPTH:
@@ -277,7 +301,7 @@ class StreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels:
             frames.subscribed(
                 channels[:ECHO_CHANNELS],
                 count=len(channels),
-                conflate_ms=conflate_ms or 0,
+                conflate_ms=conflate_ms,
             )
         )
         await self.hub.subscribe(conn, new, since=resumed)

@@ -46,14 +46,18 @@ def welcome(
     subscriptions: int,
     delay_seconds: int,
     resume_seconds: int = 0,
+    conflate_ms: int = 0,
+    book_depth: int = 50,
 ) -> str:
-    """`conflate_ms` is the default a subscription gets (0: every update as it comes);
+    """`conflate_ms` is the plan's floor, the least a subscription gets (0: every update
+    as it comes); `book_depth` the most levels a `book` subscription may ask for;
     `resume_seconds` how far back `resume` can reach."""
     limits = {
         "connections": connections,
         "subscriptions": subscriptions,
         "delay_seconds": delay_seconds,
-        "conflate_ms": 0,
+        "conflate_ms": conflate_ms,
+        "book_depth": book_depth,
         "resume_seconds": resume_seconds,
     }
     return dumps({"type": "welcome", "plan": plan, "limits": limits})

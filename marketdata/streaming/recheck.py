@@ -15,6 +15,8 @@ one batch; nothing here runs per message.
 - Subscriptions per connection: the connection keeps its oldest subscriptions up
   to the new limit; the newest beyond it are dropped and the client gets a
   ``quota_exceeded`` error naming them. The connection stays open.
+- Book depth and conflation floor: later ``subscribe`` messages are held to the
+  new plan's; subscriptions already held keep their depth and ``conflate_ms``.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ async def subscriptions_trim(*, hub: Hub, conn: Connection, plan: Entitlements) 
     """Keep `conn` to the plan's subscriptions: drop the newest beyond it, and say so."""
     conn.plan_subscriptions = plan.ws_subscriptions
     conn.analytics_allowed = plan.analytics
+    # Later subscribes are checked against these; held subscriptions keep theirs.
+    conn.plan_book_depth = plan.book_depth
+    conn.conflate_floor_ms = plan.stream_conflate_floor_ms
     limit = plan.ws_subscriptions
     if len(conn.channels) <= limit:
         return

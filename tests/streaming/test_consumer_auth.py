@@ -29,6 +29,7 @@ async def test_api_key_on_the_handshake_gets_a_welcome_naming_plan_and_limits(ac
             "subscriptions": 50,
             "delay_seconds": 0,
             "conflate_ms": 0,
+            "book_depth": 50,
             "resume_seconds": 960,
         },
     }

@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from accounts.models import AuditLog
 from billing.models import Plan, PlanOverride, UpgradeRequest
-from billing.pricing import duration_words, history_words
+from billing.pricing import conflate_words, duration_words, history_words
+from tests.billing.conftest import plan_limits_seed
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_stripe(settings):
     settings.STRIPE_SECRET_KEY = ""
+    plan_limits_seed()
 
 
 def test_limits_read_in_human_units():
@@ -29,6 +31,9 @@ def test_limits_read_in_human_units():
     assert history_words(7) == "7 days"
     assert history_words(365) == "1 year"
     assert history_words(None) == "Unlimited"
+    assert conflate_words(0) == "Every update"
+    assert conflate_words(1000) == "1 a second per channel"
+    assert conflate_words(250) == "1 every 250 ms per channel"
 
 
 def test_pricing_compares_plans_side_by_side_with_the_current_one_highlighted(alice_client):
@@ -39,6 +44,8 @@ def test_pricing_compares_plans_side_by_side_with_the_current_one_highlighted(al
     assert "7 days" in body
     assert "60 requests a minute" in body
     assert "900" not in body and "seconds" not in body
+    assert "Order book depth" in body and "20 levels" in body and "50 levels" in body
+    assert "1 a second per channel" in body and "Every update" in body
     current = re.search(r'<th scope="col" id="plan-free" class="([^"]+)"', body)
     assert current and "plan-current" in current.group(1)
     assert "Your current plan" in body
