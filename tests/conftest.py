@@ -57,6 +57,7 @@ REFERENCE_DATA_SEEDS = [
     ("quantsaas.migrations.0001_site", "site_name"),
     ("billing.migrations.0002_seed_plans", "seed"),
     ("billing.migrations.0004_plan_alert_rules", "seed"),
+    ("billing.migrations.0005_plan_book_depth_conflate_floor", "seed"),
     ("marketdata.migrations.0003_seed_exchanges", "seed"),
 ]
 

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib
 import json
 import time
 
 import pytest
 
 from tests.fakes.stripe_server import SECRET_KEY, FakeStripe, new_id
-
-
-def plan_limits_seed() -> None:
-    """The seeded plans' book depth and conflation floor, as migration 0005 sets them.
-
-    A transactional test's flush re-seeds plans from the reference-data list in
-    tests/conftest.py, which predates 0005; tests that read those values seed them.
-    """
-    from django.apps import apps
-    from django.db import connection
-
-    migration = importlib.import_module("billing.migrations.0005_plan_book_depth_conflate_floor")
-    with connection.schema_editor() as schema_editor:
-        migration.seed(apps, schema_editor)
-
 
 WEBHOOK_SECRET = "whsec_test_secret_for_billing"
 PRICE_PRO = "price_pro_test"

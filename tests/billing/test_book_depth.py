@@ -6,17 +6,11 @@ import pytest
 
 from marketdata.sim.history import sim_history_load
 from quantsaas.timeutil import now_ms
-from tests.billing.conftest import plan_limits_seed
 from tests.factories import plan_override_with
 
 pytestmark = pytest.mark.django_db
 
 BOOK = "/api/v1/markets/sim/BTC-USD/book"
-
-
-@pytest.fixture(autouse=True)
-def _seeded_limits(db):
-    plan_limits_seed()
 
 
 @pytest.fixture

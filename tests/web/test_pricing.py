@@ -12,7 +12,6 @@ from django.urls import reverse
 from accounts.models import AuditLog
 from billing.models import Plan, PlanOverride, UpgradeRequest
 from billing.pricing import conflate_words, duration_words, history_words
-from tests.billing.conftest import plan_limits_seed
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +19,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_stripe(settings):
     settings.STRIPE_SECRET_KEY = ""
-    plan_limits_seed()
 
 
 def test_limits_read_in_human_units():
