@@ -145,6 +145,9 @@ if DATABASE_URL:
         # Under ASGI every request runs in a fresh thread context, so persistent
         # connections (CONN_MAX_AGE) never get reused: a pool does.
         DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # With the pool, Django checks each connection as it is handed out (one empty
+        # round trip): after a database restart no request gets a dead pooled connection.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
             "max_size": env.int("DB_POOL_MAX_SIZE", default=20),

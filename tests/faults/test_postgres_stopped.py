@@ -131,6 +131,14 @@ def test_postgres_stopped_for_15_s_answers_503_fast_and_loses_no_trade():
             ready, _ = get("/readyz")
             assert ready.status_code == 200
             stored = trades(start=first["ts"], end=end)
+
+            # A restart nobody saw (no request meanwhile): the pool's idle connections are
+            # dead, and the first request after it must not be handed one.
+            pg.stop()
+            time.sleep(1)
+            pg.start()
+            response, _ = get(PATHS[1], limit=1)
+            assert response.status_code == 200, response.text[:300]
         finally:
             feeds.stop()
             server.stop()
