@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marketdata.sim.history import sim_history_load
+from marketdata.sim.params import DEFAULT_INSTRUMENTS
 from quantsaas.timeutil import now_ms
 from tests.factories import plan_override_with
 
@@ -38,6 +39,24 @@ def test_a_book_within_the_plan_and_the_default_are_answered(shallow_plan, alice
     assert within.status_code == default.status_code == 200
     assert len(within.json()["bids"]) == len(default.json()["bids"]) == 10
     assert len(default.json()["asks"]) == 10
+
+
+def test_a_plan_with_full_depth_reads_past_the_default_20_levels(acme, alice_client):
+    """depth=50, the documented maximum, is served: here every level the simulator quotes
+    (it quotes fewer than 50 a side, docs/marketdata.md), beyond the default 20."""
+    plan_override_with(organization=acme, book_depth=50)
+    end = now_ms()
+    sim_history_load(minutes=2, seed=5, end_ms=end - end % 60_000)
+    quoted = next(p.depth for p in DEFAULT_INSTRUMENTS if p.symbol == "BTC/USD")
+
+    book = alice_client.get(f"{BOOK}?depth=50").json()
+
+    assert len(book["bids"]) == len(book["asks"]) == quoted > 20
+    assert len(alice_client.get(BOOK).json()["bids"]) == 20
+    assert [p for p, _ in book["bids"]] == sorted((p for p, _ in book["bids"]), reverse=True)
+    assert [p for p, _ in book["asks"]] == sorted(p for p, _ in book["asks"])
+    assert book["bids"][0][0] < book["asks"][0][0]
+    assert alice_client.get(f"{BOOK}?depth=51").status_code == 400
 
 
 def test_seeded_plans_cap_books_and_floor_the_stream():
