@@ -3,8 +3,11 @@
  * and ask across venues, each with its venue, and the merged ladder with every venue's
  * size at each level. Polled over REST every POLL_MS while the page is visible: the
  * panel must not take one of the plan's stream connections.
+ *
+ * It starts on DOMContentLoaded: the panel's deferred script sits in the page body, so it
+ * runs before qs.js, which the page's scripts block loads after it.
  */
-(function () {
+document.addEventListener("DOMContentLoaded", function () {
   "use strict";
 
   var POLL_MS = 2000;
@@ -88,4 +91,4 @@
 
   poll();
   window.setInterval(poll, POLL_MS);
-})();
+});
