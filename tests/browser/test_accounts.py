@@ -98,6 +98,7 @@ def test_an_invitee_joins_without_a_second_email_and_removal_asks_first(
     owner.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Remove…").click()
     assert f"Remove {invitee}?" in owner.inner_text("main")
     owner.get_by_role("link", name="Cancel").click()
+    owner.wait_for_url(re.compile(r"/team/$"))  # is_visible() does not wait for the page
     assert owner.get_by_text(invitee).is_visible()  # cancelling changed nothing
     owner.locator("#member-table tr", has_text=invitee).get_by_role("link", name="Remove…").click()
     owner.get_by_role("button", name="Remove from the team").click()

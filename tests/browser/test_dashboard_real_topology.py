@@ -55,7 +55,7 @@ def real_site(tmp_path, throwaway_database_url) -> Iterator[Site]:  # noqa: F811
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_http(f"{url}readyz", proc=server, timeout=120)
-        yield Site(url=url, server=server, stripe=stripe, mail_dir=mail_dir)
+        yield Site(url=url, server=server, stripe=stripe, mail_dir=mail_dir, env=env)
     finally:
         server.kill_everything()
         stripe.stop()
