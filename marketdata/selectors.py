@@ -292,9 +292,11 @@ def ticker_at(*, instrument: Instrument, at_ms: int) -> TickerRecord | None:
 
     Last price: the last trade before `at_ms` (else the close of the last whole minute).
     24 h stats: the whole 1-minute candles of the 24 hours before the minute containing
-    `at_ms`; a minute still open at `at_ms` would hold later trades. The quote volume is
-    estimated as volume x typical price (high + low + close) / 3 per minute, as stored
-    candles carry no quote volume. Best bid/ask: the book snapshot at or before `at_ms`.
+    `at_ms` (that minute's candle would hold later trades), plus that minute's trades
+    before `at_ms`, so the last price always lies within the high and low. The quote
+    volume is estimated as volume x typical price (high + low + close) / 3 per minute, as
+    stored candles carry no quote volume. Best bid/ask: the book snapshot at or before
+    `at_ms`.
     """
     end = at_ms - at_ms % MINUTE_MS
     trade = (
@@ -320,6 +322,18 @@ def ticker_at(*, instrument: Instrument, at_ms: int) -> TickerRecord | None:
         volume_24h=Sum("volume"),
         quote_volume_24h=Sum(F("volume") * (F("high") + F("low") + F("close")) / 3.0),
     )
+    open_minute = Trade.objects.filter(
+        instrument=instrument, ts__gte=ms_to_dt(end), ts__lt=ms_to_dt(at_ms)
+    ).aggregate(
+        high=Max("price"), low=Min("price"), volume=Sum("size"), quote=Sum(F("price") * F("size"))
+    )
+    if open_minute["volume"]:
+        stats = {
+            "high_24h": max(v for v in (stats["high_24h"], open_minute["high"]) if v is not None),
+            "low_24h": min(v for v in (stats["low_24h"], open_minute["low"]) if v is not None),
+            "volume_24h": (stats["volume_24h"] or 0.0) + open_minute["volume"],
+            "quote_volume_24h": (stats["quote_volume_24h"] or 0.0) + open_minute["quote"],
+        }
     book = book_at(instrument=instrument, at_ms=at_ms)
     bid = book.bids[0] if book is not None and book.bids else (None, None)
     ask = book.asks[0] if book is not None and book.asks else (None, None)
