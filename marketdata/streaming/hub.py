@@ -598,7 +598,10 @@ class Hub:
             return
         exchanges = {channel: channel.split(".", 1)[1] for channel in self.status_heard}
         try:
-            alive = await asyncio.to_thread(feeds_alive, sorted(set(exchanges.values())))
+            alive = await asyncio.wait_for(
+                asyncio.to_thread(feeds_alive, sorted(set(exchanges.values()))),
+                MAINTENANCE_SECONDS,  # a hanging Redis must not hold up heartbeats
+            )
         except Exception:  # Redis away: the silence rule still applies
             return
         for channel, exchange in exchanges.items():
