@@ -25,6 +25,8 @@ from collections import deque
 from importlib.metadata import version
 from typing import Any
 
+import pytest
+
 # Importing daphne.server installs Twisted's asyncio reactor (the daphne app does it too).
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -329,6 +331,9 @@ async def test_channels_session_wrapper_keeps_the_servers_send_as_real_send():
     )
 
 
+# channels' dispatch closes old database connections; one an earlier test left in the
+# shared sync thread would be touched, so the database is allowed here.
+@pytest.mark.django_db
 async def test_channels_consumer_keeps_the_raw_send_and_an_unknown_layer_is_none():
     seen: dict[str, Any] = {}
 
