@@ -130,7 +130,15 @@ def test_postgres_stopped_for_15_s_answers_503_fast_and_loses_no_trade():
             )
             ready, _ = get("/readyz")
             assert ready.status_code == 200
-            stored = trades(start=first["ts"], end=end)
+            # The stored tape, read until it answers: this test polls hard, and a 429 (or a
+            # last 503) must not pass for an empty tape.
+            deadline = time.monotonic() + 20
+            while (
+                response := get(PATHS[1], limit=10_000, start=first["ts"], end=end)[0]
+            ).status_code != 200:
+                assert time.monotonic() < deadline, response.text[:300]
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+            stored = response.json()["data"]
 
             # A restart nobody saw (no request meanwhile): the pool's idle connections are
             # dead, and the first request after it must not be handed one.
