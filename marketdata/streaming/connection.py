@@ -49,6 +49,7 @@ from typing import Any, Protocol, cast
 from marketdata.streaming import frames
 from marketdata.streaming.books import is_book_channel
 from marketdata.streaming.events import Event, event_after, events_merge
+from marketdata.streaming.metrics import STREAM_LAGGED, STREAM_LAGGED_MISSED
 from marketdata.streaming.protocol import STATEFUL_KINDS, channel_kind
 
 logger = logging.getLogger(__name__)
@@ -450,6 +451,8 @@ class Connection:
             self.push(
                 frames.lagged(channel=channel, missed=missed, from_seq=from_seq, to_seq=to_seq)
             )
+            STREAM_LAGGED.inc()
+            STREAM_LAGGED_MISSED.inc(missed)
             if channel_kind(channel) in STATEFUL_KINDS:
                 event = self._snapshot_for(channel, self.delay)
                 if event is not None and event.seq >= to_seq:

@@ -32,6 +32,14 @@ STREAM_REFUSALS = Counter(
     "WebSocket connections refused or closed by the consumer, by close code.",
     ["code"],
 )
+STREAM_LAGGED = Counter(
+    "quantsaas_stream_lagged",
+    "Lagged notices sent: a connection fell behind on a channel and skipped messages.",
+)
+STREAM_LAGGED_MISSED = Counter(
+    "quantsaas_stream_lagged_missed",
+    "Messages skipped for connections that fell behind (each reported in a lagged notice).",
+)
 _flushed_frames = 0  # data frames counted by every usage flush of this process
 
 

@@ -10,6 +10,7 @@ tasks by name and outcome.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
@@ -24,11 +25,14 @@ from tests.e2e.stream_servers import (
     child_env,
     close_code,
     connect,
+    expect,
     free_port,
     next_frame,
     opened,
     processes,
     running,
+    subscribe,
+    tiny_socket,
 )
 from tests.streaming.conftest import plan_grant
 from tests.streaming.conftest import sim_market as sim_market  # the fixture, shared
@@ -247,3 +251,123 @@ def test_requests_are_labelled_by_route_name_even_when_a_middleware_answered(cli
     before = count("unmatched", "404")
     client.get("/no/such/page/12345")
     assert count("unmatched", "404") == before + 1
+
+
+def test_a_client_that_falls_behind_moves_the_lag_metrics(sim_market, alice, acme):
+    """A reader that stops reading fills its queue: the lagging gauge shows it while it
+    lasts, and the lagged counters keep what it was told when it reads again."""
+    from tests.e2e.test_stream_slow_reader import BOOK, publish_until
+
+    plan_grant(acme, code="fleet", ws_connections=5)
+    key = api_key_create(organization=acme, created_by=alice, name="lag").raw_key
+    limits = {"STREAM_QUEUE_FRAMES": "16", "STREAM_TRANSPORT_BACKLOG_BYTES": "32768"}
+    limits |= {"STREAM_LAG_CLOSE_SECONDS": "60", "METRICS_TOKEN": TOKEN}
+    with processes(feeds=False, **limits) as (url, port):
+        metrics = f"http://127.0.0.1:{port}/metrics"
+
+        async def fall_behind() -> tuple[dict, dict, dict, dict]:
+            before = await asyncio.to_thread(scrape, metrics)
+            async with connect(url, key=key, sock=tiny_socket(port), max_queue=1) as slow:
+                await expect(slow, "welcome")
+                await subscribe(slow, [BOOK], depth=50)
+                stop = asyncio.Event()
+                publishing = asyncio.create_task(publish_until(stop, seconds=60))
+                lagging: dict = {}
+                while not value(lagging, "quantsaas_stream_connections_lagging"):
+                    assert not publishing.done(), "the reader never fell behind"
+                    await asyncio.sleep(0.5)
+                    lagging = await asyncio.to_thread(scrape, metrics)
+                stop.set()
+                await publishing
+                notice = await expect(
+                    slow, "lagged", seconds=30, skip=("heartbeat", "snapshot", "update")
+                )
+                await asyncio.sleep(0.5)  # the notice is counted as it is queued
+                after = await asyncio.to_thread(scrape, metrics)
+            return before, lagging, notice, after
+
+        before, lagging, notice, after = asyncio.run(fall_behind())
+
+    assert value(before, "quantsaas_stream_connections_lagging") == 0
+    assert value(lagging, "quantsaas_stream_lagged_messages") >= 1
+    assert notice["channel"] == BOOK and notice["missed"] >= 1
+    told = value(after, "quantsaas_stream_lagged_total") - value(
+        before, "quantsaas_stream_lagged_total"
+    )
+    missed = value(after, "quantsaas_stream_lagged_missed_total") - value(
+        before, "quantsaas_stream_lagged_missed_total"
+    )
+    assert told >= 1 and missed >= notice["missed"]
+    assert value(after, "quantsaas_stream_connections_lagging") == 0  # it caught up
+
+
+def test_feed_reconnects_and_gap_repairs_move_when_the_venue_drops_us(db, tmp_path):
+    """The real runner against the fake Binance: the venue cuts the connection while
+    trades print; the scrape shows the stream down, then a reconnect and a repaired gap,
+    and every trade written."""
+    from tests.e2e.test_consolidated import instruments
+    from tests.marketdata.feeds.venue_adapters import venue_start
+
+    instruments((("binance", "BTC/USDT", "0.01"),))
+    venue = venue_start("binance")
+    port = free_port()
+    overrides = json.dumps({"binance": venue.fake.ccxt_urls()})
+    feed = Proc(
+        [sys.executable, "manage.py", "run_feeds", "--exchange", "binance"],
+        env=child_env(FEED_URL_OVERRIDES=overrides, METRICS_PORT=str(port)),
+        log=tmp_path / "feed.log",
+    )
+    trades = {"exchange": "binance", "kind": "trades", "symbol": "BTC/USDT"}
+    metrics = f"http://127.0.0.1:{port}/metrics"
+
+    def scraped_until(predicate, what: str, seconds: float = 40) -> dict[str, float]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                samples = scrape(metrics, token=None)
+            except OSError:
+                samples = {}
+            if samples and predicate(samples):
+                return samples
+            time.sleep(0.2)
+        raise AssertionError(f"{what} never showed; feed log:\n{feed.tail()}")
+
+    def subscribed() -> None:
+        deadline = time.monotonic() + 30
+        while not venue.subscribed(("trades",))():
+            assert time.monotonic() < deadline, f"no subscription; feed log:\n{feed.tail()}"
+            time.sleep(0.1)
+
+    try:
+        with running(feed):
+            subscribed()
+            venue.fake.emit_trades(venue.market, 40)
+            first = scraped_until(
+                lambda s: value(s, "quantsaas_feed_rows_written_total") >= 40, "40 rows written"
+            )
+            venue.fake.drop_connections(refuse_reconnects=True)
+            down = scraped_until(
+                lambda s: value(s, "quantsaas_feed_connected", **trades) == 0, "the stream down"
+            )
+            venue.fake.emit_trades(venue.market, 80)  # printed while we are away
+            venue.fake.accept_connections()
+            subscribed()
+            venue.fake.emit_trades(venue.market, 20)
+            repaired = scraped_until(
+                lambda s: (
+                    value(s, "quantsaas_feed_gaps_repaired_total", **trades) >= 1
+                    and value(s, "quantsaas_feed_rows_written_total") >= 140
+                ),
+                "a repaired gap and every trade written",
+            )
+    finally:
+        venue.fake.stop()
+
+    assert value(first, "quantsaas_feed_reconnects_total", **trades) == 0
+    assert value(first, "quantsaas_feed_gaps_repaired_total", **trades) == 0
+    assert value(down, "quantsaas_feed_connected", **trades) == 0
+    assert value(repaired, "quantsaas_feed_connected", **trades) == 1
+    assert value(repaired, "quantsaas_feed_reconnects_total", **trades) >= 1
+    assert value(repaired, "quantsaas_feed_trades_recovered_total", **trades) >= 1
+    assert value(repaired, "quantsaas_feed_rows_written_total") == 140  # none twice
+    assert value(repaired, "quantsaas_feed_messages_total", **trades) >= 60
