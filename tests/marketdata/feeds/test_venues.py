@@ -78,6 +78,37 @@ async def test_dropped_connection_is_repaired_to_exactly_the_venue_tape(venue, v
     assert venue.rest_path("trades") in " ".join(venue.fake.requests)
 
 
+# Where the venue's snapshot carries no time (docs/marketdata.md "Timestamps").
+SNAPSHOT_WITHOUT_TIME = {"binance": True, "coinbase": False, "kraken": True}
+
+
+async def test_a_book_from_a_snapshot_without_a_venue_time_says_so(venue, venue_btc):
+    """Before any delta the book is the venue's snapshot: where that has no time, the
+    book's `exchange_ts` is null (never our clock) and `ts` is when we received it."""
+    import time
+
+    async with running_feeds(exchange=venue.id, kinds=("book",)):
+        await wait_until(venue.subscribed(("book",)), what="subscription")
+        subscribed_ms = int(time.time() * 1000)
+        book = await wait_until(lambda: _live_book_matching(venue), what="snapshot book")
+        received_by_ms = int(time.time() * 1000)
+        await venue.emit_book(2)
+
+        async def updated_book():
+            latest = await _live_book_matching(venue)
+            return latest if latest and latest.ts > book.ts else None
+
+        updated = await wait_until(updated_book, what="the book after two deltas")
+
+    if SNAPSHOT_WITHOUT_TIME[venue.id]:
+        assert book.exchange_ts is None
+        assert subscribed_ms - 5000 <= book.ts <= received_by_ms  # our receipt time
+    else:
+        assert book.exchange_ts == book.ts
+    # The venue's deltas carry its time: from then on it is the venue's.
+    assert updated.exchange_ts is not None and updated.ts == updated.exchange_ts
+
+
 async def test_book_integrity_failure_takes_a_fresh_snapshot(venue, venue_btc):
     async with running_feeds(exchange=venue.id, kinds=("book",)):
         await wait_until(venue.subscribed(("book",)), what="subscription")
