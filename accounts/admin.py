@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from allauth.account.decorators import secure_admin_login
 from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth import forms as auth_forms
@@ -54,10 +55,10 @@ admin.site.site_title = "QuantSaaS admin"
 admin.site.site_url = "/dashboard/"
 
 # One admin group per concept: people live under "Accounts and organizations", so
-# allauth's email addresses become part of the user page (below) instead of a second
-# "Accounts" group, and Django's permission groups (unused: staff are superusers or
-# not) leave the index.
-for _model in (EmailAddress, Group):
+# allauth's email addresses and two-factor authenticators become part of the user page
+# (below) instead of an "Accounts" and an "MFA" group, and Django's permission groups
+# (unused: staff are superusers or not) leave the index.
+for _model in (EmailAddress, Authenticator, Group):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
 
@@ -81,6 +82,24 @@ class EmailAddressInline(TabularInline[EmailAddress, User]):
     extra = 0
     fields = ("email", "verified", "primary")
     verbose_name_plural = "email addresses"
+
+
+class AuthenticatorInline(TabularInline[Authenticator, User]):
+    """A user's second factors, to see whether they have one and to reset a lost one.
+
+    Read-only: the secret (`data`) is never shown, and a factor is only set up by its
+    user scanning the code. Deleting one is the reset an operator does for a lost phone;
+    the user (staff included, by StaffMfaMiddleware) then sets up a new one.
+    """
+
+    model = Authenticator
+    extra = 0
+    fields = ("type", "created_at", "last_used_at")
+    readonly_fields = fields
+    verbose_name_plural = "two-factor authenticators"
+
+    def has_add_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return False
 
 
 class UserMembershipInline(TabularInline[Membership, User]):
@@ -112,7 +131,7 @@ class UserAdmin(DjangoUserAdmin[User]):
     search_fields = ("email", "first_name", "last_name")
     ordering = ("email",)
     date_hierarchy = "date_joined"
-    inlines = (EmailAddressInline, UserMembershipInline)
+    inlines = (EmailAddressInline, AuthenticatorInline, UserMembershipInline)
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Name", {"fields": ("first_name", "last_name")}),

@@ -1,4 +1,5 @@
-"""Operators see rules, firings and deliveries; the webhook secret is never shown here."""
+"""Operators see rules, firings and deliveries, picking related objects by name (autocomplete)
+rather than by raw id; the webhook secret is never shown here."""
 
 from django.contrib import admin
 
@@ -11,7 +12,7 @@ class AlertRuleAdmin(ModelAdmin[AlertRule]):
     list_display = ["__str__", "organization", "kind", "exchange", "instrument", "enabled"]
     list_filter = ["kind", "enabled", "exchange"]
     search_fields = ["name", "organization__name", "organization__slug"]
-    raw_id_fields = ["organization", "instrument", "created_by"]
+    autocomplete_fields = ["organization", "instrument", "created_by"]
     readonly_fields = ["created_at", "updated_at", "last_fired_at"]
 
 
@@ -19,7 +20,7 @@ class AlertRuleAdmin(ModelAdmin[AlertRule]):
 class AlertFiringAdmin(ModelAdmin[AlertFiring]):
     list_display = ["event_id", "organization", "rule", "fired_at", "tick_ts"]
     search_fields = ["event_id", "organization__name"]
-    raw_id_fields = ["organization", "rule"]
+    autocomplete_fields = ["organization", "rule"]
     readonly_fields = ["event_id", "tick_ts", "fired_at", "payload"]
 
 
@@ -28,4 +29,4 @@ class AlertDeliveryAdmin(ModelAdmin[AlertDelivery]):
     list_display = ["firing", "organization", "channel", "status", "attempts", "created_at"]
     list_filter = ["channel", "status"]
     search_fields = ["firing__event_id", "target", "organization__name"]
-    raw_id_fields = ["organization", "firing"]
+    autocomplete_fields = ["organization", "firing"]
