@@ -167,7 +167,8 @@ KNOWN_REFUSALS = ("cdn.redoc.ly/redoc/logo-mini.svg",)
 
 class ConsoleWatch:
     """Collects what breaks a page: uncaught exceptions, console errors (CSP refusals
-    included), failed page or static loads and server errors.
+    included), failed page or static loads, requests that got no answer at all, and
+    server errors.
 
     API answers in the 4xx range are not errors of the page: they are the API's contract
     (404 "no book received yet", 403 plan_required) and the page handles them. Chromium
@@ -183,6 +184,15 @@ class ConsoleWatch:
         page.on("console", lambda message: self._console(page, message))
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: uncaught {exc}"))
         page.on("response", self._response)
+        page.on("requestfailed", self._request_failed)
+
+    def _request_failed(self, request) -> None:
+        # ERR_ABORTED is the browser cancelling what a page had in flight when it was left
+        # (a poll, a chart's fetch): not a failure. Anything else (refused, reset, blocked
+        # by the CSP) is a request that never got its answer.
+        failure = request.failure or ""
+        if self._ours(request.url) and "ERR_ABORTED" not in failure:
+            self.errors.append(f"{request.method} {request.url} failed: {failure}")
 
     def _ours(self, url: str) -> bool:
         return url.startswith(self.origin)
@@ -211,8 +221,10 @@ def new_context(browser, site):
     contexts = []
     watch = ConsoleWatch(site.url.rstrip("/"))
 
-    def make(viewport: str = "desktop"):
-        context = browser.new_context(viewport=VIEWPORTS[viewport], base_url=site.url)
+    def make(viewport: str = "desktop", **options):
+        """`options` go to Playwright's new_context, e.g. storage_state=other.storage_state()
+        to be the same signed-in customer in a second window size."""
+        context = browser.new_context(viewport=VIEWPORTS[viewport], base_url=site.url, **options)
         context.set_default_timeout(20_000)
         context.on("page", watch.attach)
         contexts.append(context)
@@ -235,3 +247,29 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_on_screen(page, locator) -> None:
+    """`locator` is shown and lies within the window's width: nothing hidden, nothing cut
+    off at the side of a phone."""
+    what = str(locator)
+    assert locator.is_visible(), f"{what} is not visible"
+    box = locator.bounding_box()
+    width = page.viewport_size["width"]
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, f"{what} overflows: {box}"
+
+
+def assert_no_sideways_scroll(page) -> None:
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{page.url} scrolls sideways ({width} px)"
+
+
+def assert_next_to(field, message) -> None:
+    """The message sits right under its field, in the same column (on a phone as well)."""
+    box, under = field.bounding_box(), message.bounding_box()
+    assert box and under, "field or message not rendered"
+    gap = under["y"] - (box["y"] + box["height"])
+    assert -1 <= gap <= 24, f"message is {gap:.0f} px from its field"
+    assert under["x"] < box["x"] + box["width"] and box["x"] < under["x"] + under["width"], (
+        f"message beside, not under, its field: {box} {under}"
+    )

@@ -10,7 +10,12 @@ import time
 
 import pytest
 
-from tests.browser.conftest import VIEWPORTS, screenshot
+from tests.browser.conftest import (
+    VIEWPORTS,
+    assert_no_sideways_scroll,
+    assert_on_screen,
+    screenshot,
+)
 from tests.browser.test_forms import _customer
 from tests.browser.test_site import PASSWORD, _sign_up
 
@@ -36,18 +41,25 @@ def _links_to(site, email: str, path: str, *, count: int = 1, timeout: float = 2
     raise AssertionError(f"{count} link(s) to {path} for {email} expected, found {found}")
 
 
-def test_the_verify_page_sends_a_new_link_on_the_served_address(site, new_context):
-    email = f"resend-{secrets.token_hex(4)}@example.com"
-    page = new_context().new_page()
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_verify_page_sends_a_new_link_on_the_served_address(site, new_context, viewport):
+    email = f"resend-{viewport}-{secrets.token_hex(4)}@example.com"
+    page = new_context(viewport).new_page()
     _sign_up(page, email)
-    page.get_by_role("link", name="Email me a new link").click()
+    resend = page.get_by_role("link", name="Email me a new link")
+    assert_on_screen(page, resend)
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"verification-sent-{viewport}")
+    resend.click()
     page.fill("input[name=email]", email)
+    assert_on_screen(page, page.get_by_role("button", name="Send the link"))
     page.get_by_role("button", name="Send the link").click()
     assert "a new link is on its way" in page.inner_text("main")
+    assert_on_screen(page, page.get_by_text("a new link is on its way"))
 
     links = _links_to(site, email, "/accounts/confirm-email/", count=2)
     assert all(link.startswith(site.url) for link in links), (links, site.url)
-    screenshot(page, "verification-resend-desktop")
+    screenshot(page, f"verification-resend-{viewport}")
 
 
 def _invite_and_join(site, new_context, owner, viewport: str) -> tuple[str, object]:
@@ -156,16 +168,32 @@ def test_api_keys_are_cards_on_a_phone_and_the_switcher_names_whole_words(site, 
         "el => getComputedStyle(el, '::before').content"
     )
     assert label == '"Last used"'  # each value carries its label
-    assert (
-        page.evaluate("() => document.documentElement.scrollWidth") <= VIEWPORTS["phone"]["width"]
-    )
+    assert_no_sideways_scroll(page)
     screenshot(page, "api-keys-cards-phone")
 
     # The personal organization is named after the (long) email address: the switcher says
-    # "Personal" rather than a name cut off mid-word, and keeps the full name as its title.
-    desktop = _customer(site, new_context, "desktop")
-    option = desktop.locator("#org-switcher-select option[selected]")
+    # "Personal" rather than a name cut off mid-word, and keeps the full name as its title;
+    # on a phone inside the account menu, on a desktop in the header.
+    page.locator(".account-menu-toggle").click()
+    _switcher_names_whole_words(page, "phone")
+    screenshot(page, "org-switcher-phone")
+
+    # On a desktop the same keys stay a table (a row per key, a column per field).
+    desktop = new_context("desktop", storage_state=page.context.storage_state()).new_page()
+    desktop.goto("/keys/")
+    row = desktop.locator("#api-key-table tbody tr").first
+    assert row.evaluate("el => getComputedStyle(el).display") == "table-row"
+    assert desktop.locator("#api-key-table thead").is_visible()
+    assert_no_sideways_scroll(desktop)
+    screenshot(desktop, "api-keys-table-desktop")
+    _switcher_names_whole_words(desktop, "phone")  # the same customer, signed up on a phone
+    screenshot(desktop, "org-switcher-desktop")
+
+
+def _switcher_names_whole_words(page, signed_up_as: str) -> None:
+    option = page.locator("#org-switcher-select option[selected]")
     assert option.inner_text() == "Personal"
-    assert option.get_attribute("title").startswith("forms-desktop-")  # the full name
-    select = desktop.locator("#org-switcher-select")
+    assert option.get_attribute("title").startswith(f"forms-{signed_up_as}-")  # the full name
+    select = page.locator("#org-switcher-select")
+    assert_on_screen(page, select)
     assert select.evaluate("el => el.scrollWidth <= el.clientWidth + 1")

@@ -20,9 +20,15 @@ from tests.browser.conftest import (
     Site,
     _history_load,
     _playwright,
+    assert_no_sideways_scroll,
+    assert_on_screen,
     screenshot,
 )
-from tests.browser.test_dashboard import DELAY_BADGE, _wait_tape_moves
+from tests.browser.test_dashboard import (
+    DELAY_BADGE,
+    MOVES_RECORDER,
+    assert_moves_within_5_s_under_the_delayed_badge,
+)
 from tests.browser.test_site import _confirmation_link, _sign_up
 from tests.e2e.test_serve import (  # noqa: F401  (a fixture)
     Running,
@@ -62,6 +68,9 @@ def real_site(tmp_path, throwaway_database_url) -> Iterator[Site]:  # noqa: F811
 
 
 def test_a_free_plan_dashboard_moves_within_5_s_in_the_real_topology(real_site):
+    """At each window size a new customer signs up; the 5 s run from the moment their
+    confirmation lands on the dashboard (see assert_moves_within_5_s_under_the_delayed_badge).
+    One server and one browser serve both sizes: starting the topology is the slow part."""
     sync_playwright = _playwright()
     watch = ConsoleWatch(real_site.url.rstrip("/"))
     with sync_playwright() as playwright:
@@ -69,23 +78,25 @@ def test_a_free_plan_dashboard_moves_within_5_s_in_the_real_topology(real_site):
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            context = browser.new_context(viewport=VIEWPORTS["desktop"], base_url=real_site.url)
-            context.set_default_timeout(30_000)
-            context.on("page", watch.attach)
-            page = context.new_page()
-            email = f"real-{os.getpid()}-{int(time.time())}@example.com"
-            _sign_up(page, email)
-            page.goto(_confirmation_link(real_site, email, timeout=60))
-            page.click("form button[type=submit]")
-            page.wait_for_url(re.compile(r"/dashboard/"))
-            opened = time.monotonic()
+            for viewport in VIEWPORTS:
+                context = browser.new_context(viewport=VIEWPORTS[viewport], base_url=real_site.url)
+                context.set_default_timeout(30_000)
+                context.add_init_script(MOVES_RECORDER)
+                context.on("page", watch.attach)
+                page = context.new_page()
+                email = f"real-{viewport}-{os.getpid()}-{int(time.time())}@example.com"
+                _sign_up(page, email)
+                page.goto(_confirmation_link(real_site, email, timeout=60))
+                page.click("form button[type=submit]")
+                page.wait_for_url(re.compile(r"/dashboard/"))
 
-            badge = page.locator("#delay-badge")
-            badge.wait_for(state="visible", timeout=5_000)
-            assert DELAY_BADGE.match(badge.inner_text()), badge.inner_text()
-            _wait_tape_moves(page, opened=opened)
-            assert page.inner_text("#stream-status") != "Live"
-            screenshot(page, "dashboard-delayed-real-topology-desktop")
+                assert_moves_within_5_s_under_the_delayed_badge(page)
+                badge = page.locator("#delay-badge")
+                assert DELAY_BADGE.match(badge.inner_text()), badge.inner_text()
+                assert_on_screen(page, badge)
+                assert_no_sideways_scroll(page)
+                screenshot(page, f"dashboard-delayed-real-topology-{viewport}")
+                context.close()
         finally:
             browser.close()
     assert not watch.errors, "\n".join(watch.errors)

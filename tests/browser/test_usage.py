@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import assert_no_sideways_scroll, assert_on_screen, screenshot
 from tests.browser.test_forms import _customer
 from tests.browser.test_site import _deliver_webhook, _wait_connected
 
@@ -35,9 +35,18 @@ def test_stream_messages_the_dashboard_received_are_counted_on_the_usage_page(si
     )
     page.wait_for_timeout(6_000)  # the stream adds its deliveries to usage every 5 s
     page.goto("/billing/usage/")
+    _usage_adds_up(page, "desktop")
 
-    delivered = int(page.inner_text("#usage-stream-today").replace(",", ""))
-    assert delivered > 0, "the dashboard's stream messages are counted"
+    # The same customer's usage on a phone (a second window of theirs, signed in).
+    phone = new_context("phone", storage_state=page.context.storage_state()).new_page()
+    phone.goto("/billing/usage/")
+    _usage_adds_up(phone, "phone")
+
+
+def _usage_adds_up(page, viewport: str) -> None:
+    delivered = page.locator("#usage-stream-today")
+    assert int(delivered.inner_text().replace(",", "")) > 0, "stream messages are counted"
+    assert_on_screen(page, delivered)
     main = page.inner_text("main")
     assert "limit" not in page.inner_text("#usage-api-today").lower()
     assert "per minute)" not in main  # a day's total is not compared with a minute's limit
@@ -45,4 +54,6 @@ def test_stream_messages_the_dashboard_received_are_counted_on_the_usage_page(si
     chart.locator("canvas").first.wait_for()
     assert int(chart.get_attribute("data-points")) == 1
     assert int(chart.get_attribute("data-days")) >= 14  # one day is one bar among days
-    screenshot(page, "usage-one-day-desktop")
+    assert_on_screen(page, chart)
+    assert_no_sideways_scroll(page)
+    screenshot(page, f"usage-one-day-{viewport}")
