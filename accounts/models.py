@@ -264,6 +264,15 @@ class AuditLog(models.Model):
         ROLE_CHANGED = "member.role_changed", "Role changed"
         MEMBER_REMOVED = "member.removed", "Member removed"
         BACKTEST_SUBMITTED = "backtest.submitted", "Backtest submitted"
+        # Recorded by billing and alerts; listed here so operators read a label, not a code.
+        PLAN_GRANTED = "billing.plan_granted", "Plan granted"
+        PLAN_CHANGED = "billing.plan_changed", "Plan grant changed"
+        PLAN_GRANT_REMOVED = "billing.plan_grant_removed", "Plan grant removed"
+        UPGRADE_REQUESTED = "billing.upgrade_requested", "Upgrade requested"
+        ALERT_RULE_CREATED = "alert_rule.created", "Alert rule created"
+        ALERT_RULE_CHANGED = "alert_rule.changed", "Alert rule changed"
+        ALERT_RULE_DELETED = "alert_rule.deleted", "Alert rule deleted"
+        ALERT_SECRET_ROTATED = "alert_webhook_secret.rotated", "Alert webhook secret rotated"
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="audit_logs"

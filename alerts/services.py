@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization, User
+from accounts.models import ApiKey, AuditLog, Organization, User
 from accounts.services.audit import audit_log_record
 from alerts.evaluator import MAX_WINDOW_SECONDS
 from alerts.models import (
@@ -33,13 +33,10 @@ from marketdata.models import Exchange
 from marketdata.selectors import instrument_get
 from quantsaas.timeutil import ms_to_dt
 
-# Audit actions (accounts.AuditLog.action is free text beyond its listed choices).
-RULE_CREATED, RULE_CHANGED, RULE_DELETED = (
-    "alert_rule.created",
-    "alert_rule.changed",
-    "alert_rule.deleted",
-)
-SECRET_ROTATED = "alert_webhook_secret.rotated"  # noqa: S105 (an action name)
+RULE_CREATED = AuditLog.Action.ALERT_RULE_CREATED
+RULE_CHANGED = AuditLog.Action.ALERT_RULE_CHANGED
+RULE_DELETED = AuditLog.Action.ALERT_RULE_DELETED
+SECRET_ROTATED = AuditLog.Action.ALERT_SECRET_ROTATED
 FEED_DOWN_DEFAULT_SECONDS = 30
 FEED_DOWN_MIN_SECONDS = 5  # a stream reconnecting after a venue's routine close is not "down"
 COOLDOWN_MAX_SECONDS = 7 * 86_400

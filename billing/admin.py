@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 import billing.admin_customers  # noqa: F401  (registers the organization's page)
 from accounts.decorators import signed_in_user
+from accounts.models import AuditLog
 from accounts.services.audit import audit_log_record, client_ip
 from billing.models import (
     Plan,
@@ -173,12 +174,11 @@ class PlanOverrideAdmin(ModelAdmin[PlanOverride]):
         if not change:
             obj.granted_by = signed_in_user(request)  # who granted it is recorded, not typed in
         super().save_model(request, obj, form, change)
-        plan_grant_audit(
-            request, obj, action="billing.plan_changed" if change else "billing.plan_granted"
-        )
+        action = AuditLog.Action.PLAN_CHANGED if change else AuditLog.Action.PLAN_GRANTED
+        plan_grant_audit(request, obj, action=action)
 
     def delete_model(self, request: HttpRequest, obj: PlanOverride) -> None:
-        plan_grant_audit(request, obj, action="billing.plan_grant_removed")
+        plan_grant_audit(request, obj, action=AuditLog.Action.PLAN_GRANT_REMOVED)
         super().delete_model(request, obj)
 
 
@@ -214,7 +214,7 @@ class UpgradeRequestAdmin(ModelAdmin[UpgradeRequest]):
                 reason=f"Upgrade request #{upgrade.pk}",
                 granted_by=signed_in_user(request),
             )
-            plan_grant_audit(request, override, action="billing.plan_granted")
+            plan_grant_audit(request, override, action=AuditLog.Action.PLAN_GRANTED)
             upgrade.status = UpgradeRequest.Status.GRANTED
             upgrade.handled_at = timezone.now()
             upgrade.save(update_fields=["status", "handled_at"])

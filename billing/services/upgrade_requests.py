@@ -12,7 +12,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from accounts.models import Organization, User
+from accounts.models import AuditLog, Organization, User
 from accounts.services.audit import audit_log_record
 from billing.models import Plan, UpgradeRequest
 
@@ -35,7 +35,7 @@ def upgrade_request_create(
     )
     audit_log_record(
         organization=organization,
-        action="billing.upgrade_requested",
+        action=AuditLog.Action.UPGRADE_REQUESTED,
         actor=requested_by,
         target=plan.code,
         details={"upgrade_request": request.pk},

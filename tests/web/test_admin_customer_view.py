@@ -64,6 +64,11 @@ def test_plan_grants_in_the_admin_are_audited(operator_client, acme):
     assert response.status_code == 302, response.content.decode()[:3000]
     entry = AuditLog.objects.get(organization=acme, action="billing.plan_granted")
     assert entry.target == "pro" and entry.actor.email == "ops@quantsaas.test"
+    # Operators read a label in the customer view and can filter the audit log by it.
+    page = operator_client.get(reverse("admin:accounts_organization_change", args=[acme.pk]))
+    assert "Plan granted" in page.content.decode()
+    audit = operator_client.get(reverse("admin:accounts_auditlog_changelist")).content.decode()
+    assert "action__exact=billing.plan_granted" in audit
 
 
 def test_granting_an_upgrade_request_gives_the_plan_and_audits_it(operator_client, acme, alice):
