@@ -10,6 +10,9 @@ PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
 endif
 VENV := .venv
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test`: most end-to-end tests wait on real processes and
+# sockets, so two workers finish far sooner even on two cores. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint format requirements install clean chromium vendor
 
@@ -25,7 +28,7 @@ test: $(VENV)/.installed-dev $(VENV)/.installed-client chromium
 	$(BIN)/lint-imports
 	# The settings refuse to load without a secret unless DEBUG; mypy only reads them.
 	DEBUG=1 $(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .

@@ -50,6 +50,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit("The test suite needs real servers:\n" + "\n".join(problems), returncode=3)
 
 
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
+    """`make test` runs two pytest-xdist workers. Each gets its own Redis database (the
+    next numbers after REDIS_URL's), as it gets its own PostgreSQL test database from
+    pytest-django: a worker's flush, stream seqs and Celery queue never touch the other's."""
+    parsed = urlparse(os.environ["REDIS_URL"])
+    first = int(parsed.path.lstrip("/") or 0)
+    for offset, spec in enumerate(specs):
+        url = parsed._replace(path=f"/{first + offset}").geturl()
+        spec.env.setdefault("REDIS_URL", url)
+
+
 # Reference rows that data migrations seed. A transactional test ends with a flush of
 # every table, which would leave later tests without plans or exchanges. Django's flush
 # emits post_migrate, so the seeds are re-applied from that signal.
